@@ -1,0 +1,40 @@
+# pytgi: two commands for users (make run, make test); the rest for developers.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench demo-model clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev]"
+	# TGI's own Python client pins an old huggingface_hub; it only needs a
+	# header helper from it, so it goes in without its dependencies.
+	$(PIP) install -q --no-deps "text-generation>=0.7"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/pytgi serve
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pytgi tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+bench: $(STAMP)
+	$(PY) -m pytgi.bench.serving_bench
+
+demo-model: $(STAMP)
+	$(PY) -m pytgi.demo.train
+
+clean:
+	rm -rf $(VENV) build *.egg-info

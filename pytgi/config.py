@@ -1,0 +1,175 @@
+"""Start-up configuration: frozen dataclasses whose field names are TGI's
+launcher flags (`max_batch_prefill_tokens` -> `--max-batch-prefill-tokens`,
+env `MAX_BATCH_PREFILL_TOKENS`). The CLI is generated from these fields, so
+this file is the one source of truth for flags, defaults and help texts.
+
+Facts found at start-up (KV capacity, the model's context length) are not
+written back here: see `ServingLimits`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from pytgi.errors import ConfigError
+
+DType = Literal["float32", "bfloat16", "float16"]
+
+
+def flag(help_text: str, **extra: object) -> dict[str, object]:
+    """Field metadata read by the CLI generator."""
+    return {"help": help_text, **extra}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    model_id: str | None = field(
+        default=None,
+        metadata=flag("Local folder (Hugging Face layout) or Hub id. Default: the bundled demo model."),
+    )
+    revision: str | None = field(default=None, metadata=flag("Hub revision (branch, tag or commit)."))
+    dtype: DType | None = field(
+        default=None,
+        metadata=flag(
+            "Weights and KV dtype. Default: bfloat16 on a CPU with native bf16, else float32; "
+            "the model's dtype on GPU.",
+            choices=("float32", "bfloat16", "float16"),
+        ),
+    )
+    huggingface_hub_cache: str | None = field(
+        default=None, metadata=flag("Hub cache folder (else HF_HUB_CACHE / HF_HOME rules).")
+    )
+    device: str | None = field(default=None, metadata=flag("cpu or cuda. Default: cuda when available."))
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    block_size: int = field(default=16, metadata=flag("Tokens per KV-cache block."))
+    max_batch_total_tokens: int | None = field(
+        default=None,
+        metadata=flag("KV-cache capacity in tokens. Default: sized from available memory."),
+    )
+    kv_cache_memory_fraction: float = field(
+        default=0.25,
+        metadata=flag("Share of available memory given to the KV cache when its size is not set."),
+    )
+    prefix_caching: bool = field(default=True, metadata=flag("Reuse the KV of repeated prompt prefixes."))
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    max_batch_prefill_tokens: int = field(
+        default=2048, metadata=flag("Token budget of one forward pass (prefill chunks + decodes).")
+    )
+    max_batch_size: int | None = field(default=None, metadata=flag("Most requests in one batch."))
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_concurrent_requests: int = field(
+        default=128, metadata=flag("Requests in flight; beyond it a request gets 429 at once.")
+    )
+    max_best_of: int = field(default=2, metadata=flag("Largest allowed best_of."))
+    max_stop_sequences: int = field(default=4, metadata=flag("Most stop sequences per request."))
+    max_top_n_tokens: int = field(default=5, metadata=flag("Largest allowed top_n_tokens."))
+    max_input_tokens: int | None = field(
+        default=None, metadata=flag("Longest prompt in tokens. Default: max_total_tokens - 1.")
+    )
+    max_total_tokens: int | None = field(
+        default=None,
+        metadata=flag("Longest prompt + generation. Default: min(KV capacity, model context)."),
+    )
+    max_client_batch_size: int = field(default=4, metadata=flag("Most prompts per /v1/completions call."))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    hostname: str = field(default="127.0.0.1", metadata=flag("Address to listen on."))
+    port: int = field(default=8080, metadata=flag("Port to listen on.", short="-p"))
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Everything `pytgi serve` is configured with."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+    def __post_init__(self) -> None:
+        check_positive(self.cache, "block_size", "max_batch_total_tokens")
+        check_positive(self.scheduler, "max_batch_prefill_tokens", "max_batch_size")
+        check_positive(
+            self.limits,
+            "max_concurrent_requests",
+            "max_best_of",
+            "max_input_tokens",
+            "max_total_tokens",
+            "max_client_batch_size",
+        )
+        lim = self.limits
+        if lim.max_input_tokens is not None and lim.max_total_tokens is not None:
+            if lim.max_input_tokens >= lim.max_total_tokens:
+                raise ConfigError(
+                    f"`max_input_tokens`({lim.max_input_tokens}) must be < "
+                    f"`max_total_tokens`({lim.max_total_tokens})"
+                )
+        if not 0.0 < self.cache.kv_cache_memory_fraction <= 1.0:
+            raise ConfigError(
+                f"`kv_cache_memory_fraction` must be in (0, 1]. Given: {self.cache.kv_cache_memory_fraction}"
+            )
+
+
+SECTIONS: tuple[tuple[str, type], ...] = tuple(
+    (f.name, f.type if isinstance(f.type, type) else globals()[str(f.type)])  # type: ignore[misc]
+    for f in fields(EngineConfig)
+)
+
+
+def check_positive(section: object, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"`{name}` must be > 0. Given: {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServingLimits:
+    """Limits resolved at start-up from the config and what the model and KV
+    cache allow. Passed to validation and the engine; never mutated."""
+
+    max_input_tokens: int
+    max_total_tokens: int
+    max_batch_total_tokens: int
+    max_concurrent_requests: int
+    max_best_of: int
+    max_stop_sequences: int
+    max_top_n_tokens: int
+    max_client_batch_size: int
+
+
+def resolve_limits(config: EngineConfig, kv_capacity_tokens: int, model_max_tokens: int) -> ServingLimits:
+    """TGI's rule: max_total_tokens defaults to min(KV capacity, model context);
+    max_input_tokens to max_total_tokens - 1. Explicit values must fit."""
+    lim = config.limits
+    total = lim.max_total_tokens or min(kv_capacity_tokens, model_max_tokens)
+    if total > kv_capacity_tokens:
+        raise ConfigError(
+            f"`max_total_tokens` must be <= `max_batch_total_tokens`. Given: {total} and {kv_capacity_tokens}"
+        )
+    max_input = lim.max_input_tokens or total - 1
+    if max_input >= total:
+        raise ConfigError(f"`max_input_tokens`({max_input}) must be < `max_total_tokens`({total})")
+    return ServingLimits(
+        max_input_tokens=max_input,
+        max_total_tokens=total,
+        max_batch_total_tokens=kv_capacity_tokens,
+        max_concurrent_requests=lim.max_concurrent_requests,
+        max_best_of=lim.max_best_of,
+        max_stop_sequences=lim.max_stop_sequences,
+        max_top_n_tokens=lim.max_top_n_tokens,
+        max_client_batch_size=lim.max_client_batch_size,
+    )

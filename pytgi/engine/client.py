@@ -1,0 +1,78 @@
+"""The seam between the HTTP server and the engine.
+
+The server depends only on `EngineClient`; the real implementation is
+`engine.async_engine.AsyncEngine`, and server tests use a fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from pytgi.config import ServingLimits
+from pytgi.protocol import GenerationRequest, RequestOutput
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What /info and the start-up log say about the served model."""
+
+    model_id: str
+    model_sha: str | None
+    model_pipeline_tag: str | None
+    dtype: str
+    device: str
+    max_position_embeddings: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSpan:
+    """One token of /tokenize: id, its text, and byte offsets into the input."""
+
+    id: int
+    text: str
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """A snapshot for /metrics gauges."""
+
+    num_waiting: int
+    num_running: int
+    kv_blocks_total: int
+    kv_blocks_in_use: int
+    max_batch_total_tokens: int
+
+
+class EngineClient(Protocol):
+    """What the server may ask of an engine. All methods are safe to call from
+    the asyncio event loop: none of them blocks on a model step.
+    """
+
+    @property
+    def model_info(self) -> ModelInfo: ...
+
+    @property
+    def limits(self) -> ServingLimits: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[RequestOutput]:
+        """Submit `request` and yield its outputs until one has `finished`.
+
+        Raises `errors.ValidationError` (before the first yield) for inputs that
+        fail the token-count checks, `errors.GenerationError` when a model step
+        fails. Closing the iterator early (client gone) aborts the request: its
+        KV blocks are freed within one engine step.
+        """
+        ...
+
+    async def tokenize(self, text: str) -> list[TokenSpan]: ...
+
+    async def check_health(self) -> bool:
+        """True when the engine loop is alive and the last model step worked (or,
+        after a failure, when a real one-token forward now works)."""
+        ...
+
+    def stats(self) -> EngineStats: ...

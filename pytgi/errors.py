@@ -1,0 +1,31 @@
+"""Typed errors. They carry no HTTP codes: server/errors.py maps them once."""
+
+from __future__ import annotations
+
+
+class PytgiError(Exception):
+    """Base of every error pytgi raises on purpose."""
+
+
+class ValidationError(PytgiError):
+    """The request is invalid. The message is TGI's template, without the prefix."""
+
+
+class OverloadedError(PytgiError):
+    """No concurrency slot is free."""
+
+
+class GenerationError(PytgiError):
+    """The model step failed for this request."""
+
+
+class IncompleteGenerationError(PytgiError):
+    """The engine stopped a request without a final token."""
+
+
+class ConfigError(PytgiError):
+    """Invalid start-up configuration. The message names the field and the value."""
+
+
+class UnsupportedArchitectureError(ConfigError):
+    """The model's architecture is not one pytgi implements."""
