@@ -1,0 +1,5 @@
+import sys
+
+from pytgi.cli import main
+
+sys.exit(main())

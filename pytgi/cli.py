@@ -1,0 +1,120 @@
+"""`pytgi serve` (alias `text-generation-launcher`): flags are generated from
+the config dataclasses, so names, defaults and help never drift. Each flag
+also reads its upper-case environment variable, as TGI's launcher does; an
+explicit flag wins over the environment."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pytgi import __version__, envs
+from pytgi.config import SECTIONS, EngineConfig
+from pytgi.errors import ConfigError
+
+logger = logging.getLogger("pytgi")
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in TRUE_WORDS:
+        return True
+    if lowered in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def base_type(annotation: str) -> type:
+    """'int | None' -> int. Config annotations are strings (postponed)."""
+    name = annotation.replace(" | None", "").strip()
+    if name.startswith("Literal") or name == "DType":
+        return str
+    return {"int": int, "float": float, "str": str, "bool": bool}[name]
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for section_name, section in SECTIONS:
+        group = parser.add_argument_group(section_name)
+        for field in dataclasses.fields(section):
+            add_flag(group, field)
+
+
+def add_flag(group: argparse._ArgumentGroup, field: dataclasses.Field[Any]) -> None:
+    kind = base_type(str(field.type))
+    meta = field.metadata
+    names = ["--" + field.name.replace("_", "-")]
+    if "short" in meta:
+        names.insert(0, str(meta["short"]))
+    env_name = field.name.upper()
+    env_value = envs.get(env_name)
+    default_text = "" if field.default is None else f" (default: {field.default})"
+    help_text = f"{meta.get('help', '')}{default_text} [env: {env_name}]"
+    if kind is bool:
+        default = parse_bool(env_value) if env_value is not None else field.default
+        group.add_argument(*names, dest=field.name, type=parse_bool, nargs="?", const=True,
+                           default=default, metavar="BOOL", help=help_text)
+        return
+    default = kind(env_value) if env_value is not None else field.default
+    group.add_argument(*names, dest=field.name, type=kind, default=default, help=help_text,
+                       choices=meta.get("choices"))
+
+
+def config_from_args(args: argparse.Namespace) -> EngineConfig:
+    sections = {
+        name: section(**{f.name: getattr(args, f.name) for f in dataclasses.fields(section)})
+        for name, section in SECTIONS
+    }
+    return EngineConfig(**sections)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="pytgi: Text Generation Inference in Python.")
+    parser.add_argument("--version", action="version", version=f"pytgi {__version__}")
+    return parser
+
+
+def serve(config: EngineConfig) -> None:
+    from pytgi.engine.async_engine import AsyncEngine
+    from pytgi.engine.builder import build_engine
+    from pytgi.server.app import build_app
+    from pytgi.server.launch import serve as serve_http
+
+    built = build_engine(config)
+    engine = AsyncEngine(built.engine, built.input_processor, built.tokenizer, built.model_info, built.limits)
+    engine.start()
+    host, port = config.server.hostname, config.server.port
+    logger.info("serving %s on http://%s:%d (API docs at /docs)", built.model_info.model_id, host, port)
+    try:
+        serve_http(build_app(engine), host, port)
+    finally:
+        engine.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = "pytgi"
+    if argv and argv[0] == "serve":
+        argv = argv[1:]
+        prog = "pytgi serve"
+    parser = build_parser(prog)
+    add_config_flags(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        serve(config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

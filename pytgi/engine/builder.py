@@ -1,0 +1,126 @@
+"""The composition root: turns an `EngineConfig` into a running engine.
+
+This is the one module of the engine that names the executor's concrete
+class; everything else sees it through `step.Executor`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytgi.config import EngineConfig, ServingLimits, resolve_limits
+from pytgi.engine.client import ModelInfo
+from pytgi.engine.engine import Engine
+from pytgi.engine.input_processor import InputProcessor
+from pytgi.engine.output_processor import OutputProcessor
+from pytgi.kv_cache.manager import KVCacheManager
+from pytgi.scheduler.scheduler import Scheduler
+from pytgi.tokenizer.tokenizer import Tokenizer, read_json
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltEngine:
+    engine: Engine
+    input_processor: InputProcessor
+    tokenizer: Tokenizer
+    model_info: ModelInfo
+    limits: ServingLimits
+
+
+def resolve_model(config: EngineConfig) -> tuple[str, Path]:
+    """(model id as shown to users, local folder)."""
+    from pytgi.weights.hub import resolve_model_dir
+
+    model = config.model
+    if model.model_id is None:
+        from pytgi.demo import DEMO_MODEL_DIR
+
+        return "pytgi/demo", DEMO_MODEL_DIR
+    return model.model_id, resolve_model_dir(model.model_id, model.revision, model.huggingface_hub_cache)
+
+
+def eos_token_ids(model_dir: Path, tokenizer: Tokenizer) -> frozenset[int]:
+    """EOS ids from generation_config.json, config.json and the tokenizer, merged."""
+    ids: set[int] = set()
+    for source in (read_json(model_dir / "generation_config.json"), read_json(model_dir / "config.json")):
+        ids.update(as_int_list(source.get("eos_token_id")))
+    if tokenizer.eos_token is not None:
+        eos = tokenizer.token_to_id(tokenizer.eos_token)
+        if eos is not None:
+            ids.add(eos)
+    return frozenset(ids)
+
+
+def as_int_list(value: Any) -> list[int]:
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, int)]
+    return []
+
+
+def model_context_length(model_dir: Path, tokenizer: Tokenizer) -> int:
+    config = read_json(model_dir / "config.json")
+    lengths = [
+        value
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length")
+        if isinstance(value := config.get(key), int) and value > 0
+    ]
+    if tokenizer.model_max_length is not None:
+        lengths.append(tokenizer.model_max_length)
+    return min(lengths) if lengths else 4096
+
+
+def build_engine(config: EngineConfig) -> BuiltEngine:
+    from pytgi.executor.model_runner import create_model_runner
+
+    model_id, model_dir = resolve_model(config)
+    tokenizer = Tokenizer(model_dir)
+    runner = create_model_runner(
+        model_dir,
+        dtype=config.model.dtype,
+        device=config.model.device,
+        block_size=config.cache.block_size,
+        max_batch_total_tokens=config.cache.max_batch_total_tokens,
+        kv_cache_memory_fraction=config.cache.kv_cache_memory_fraction,
+        max_num_batched_tokens=config.scheduler.max_batch_prefill_tokens,
+    )
+    spec = runner.kv_cache_spec
+    capacity = spec.num_blocks * spec.block_size
+    limits = resolve_limits(config, capacity, model_context_length(model_dir, tokenizer))
+    kv_cache = KVCacheManager(spec.num_blocks, spec.block_size, config.cache.prefix_caching)
+    engine = Engine(
+        Scheduler(config.scheduler, kv_cache),
+        runner,
+        OutputProcessor(tokenizer),
+        eos_token_ids(model_dir, tokenizer),
+    )
+    info = ModelInfo(
+        model_id=model_id,
+        model_sha=None,
+        model_pipeline_tag=None,
+        dtype=runner.dtype_name,
+        device=runner.device_name,
+        max_position_embeddings=model_context_length(model_dir, tokenizer),
+    )
+    logger.info(
+        "loaded %s (%s) from %s: dtype %s on %s; KV cache %d blocks x %d = %d tokens (%.1f MiB); "
+        "max_input_tokens %d, max_total_tokens %d",
+        model_id,
+        runner.architecture,
+        model_dir,
+        runner.dtype_name,
+        runner.device_name,
+        spec.num_blocks,
+        spec.block_size,
+        capacity,
+        spec.num_blocks * spec.bytes_per_block / 2**20,
+        limits.max_input_tokens,
+        limits.max_total_tokens,
+    )
+    return BuiltEngine(engine, InputProcessor(tokenizer, limits), tokenizer, info, limits)

@@ -1,0 +1,124 @@
+"""The engine: one scheduler, one executor, one output processor, and the
+step that ties them together (schedule -> execute -> update -> outputs).
+
+Synchronous and single-threaded by design: `AsyncEngine` runs it on its own
+thread for the server, `LLM` calls it directly for offline use.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from pytgi.engine.input_processor import ProcessedRequest
+from pytgi.engine.output_processor import OutputProcessor
+from pytgi.protocol import FinishReason, RequestOutput
+from pytgi.scheduler.request import Request
+from pytgi.scheduler.scheduler import Scheduler
+from pytgi.step import Executor, SchedulerOutput, StepResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutputs:
+    """What a step produced: outputs for live requests, and the requests that
+    failed because the model step raised (request_id -> error text)."""
+
+    outputs: list[RequestOutput] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StepCounters:
+    """Cumulative counters read by metrics."""
+
+    num_steps: int = 0
+    num_prefill_steps: int = 0
+    num_failed_steps: int = 0
+    num_prefix_hit_tokens: int = 0
+
+
+class Engine:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        executor: Executor,
+        output_processor: OutputProcessor,
+        eos_token_ids: frozenset[int],
+    ) -> None:
+        self.scheduler = scheduler
+        self.executor = executor
+        self.output_processor = output_processor
+        self.eos_token_ids = eos_token_ids
+        self.counters = StepCounters()
+        self.last_step_failed = False
+
+    def add(self, processed: ProcessedRequest, arrived_s: float | None = None) -> None:
+        request = processed.request
+        self.scheduler.add(
+            Request(
+                request_id=request.request_id,
+                prompt_token_ids=processed.prompt_token_ids,
+                sampling=processed.sampling,
+                max_new_tokens=processed.max_new_tokens,
+                eos_token_ids=self.eos_token_ids,
+                ignore_eos=request.stopping.ignore_eos,
+                want_prompt_logprobs=request.decoder_input_details,
+            )
+        )
+        self.output_processor.add(processed, arrived_s if arrived_s is not None else time.monotonic())
+
+    def abort(self, request_id: str) -> None:
+        """Drop a request wherever it is; its blocks are free on return."""
+        self.scheduler.finish(request_id, None)
+        self.output_processor.remove(request_id)
+
+    def has_work(self) -> bool:
+        return self.scheduler.has_work()
+
+    def step(self) -> StepOutputs:
+        step = self.scheduler.schedule()
+        if step.is_empty:
+            return StepOutputs()
+        now = time.monotonic()
+        for chunk in step.chunks:
+            self.output_processor.mark_scheduled(chunk.request_id, now)
+        try:
+            result = self.executor.execute(step)
+        except Exception as error:  # a failed forward fails its requests, not the engine
+            logger.exception("model step failed")
+            return self._fail_step(step, error)
+        self.last_step_failed = False
+        self._count(step)
+        return StepOutputs(outputs=self._outputs(step, result))
+
+    def _outputs(self, step: SchedulerOutput, result: StepResult) -> list[RequestOutput]:
+        for request_id, logprobs in result.prompt_logprobs.items():
+            self.output_processor.add_prompt_logprobs(request_id, logprobs)
+        outputs: list[RequestOutput] = []
+        for update in self.scheduler.update(step, result):
+            if update.new_token_id is None:
+                continue
+            output, reason = self.output_processor.process(
+                update, result.sampled.get(update.request.request_id)
+            )
+            if reason is FinishReason.STOP_SEQUENCE and update.finish_reason is None:
+                self.scheduler.finish(update.request.request_id, reason)
+            outputs.append(output)
+        return outputs
+
+    def _fail_step(self, step: SchedulerOutput, error: Exception) -> StepOutputs:
+        self.last_step_failed = True
+        self.counters.num_failed_steps += 1
+        failed: dict[str, str] = {}
+        for chunk in step.chunks:
+            self.abort(chunk.request_id)
+            failed[chunk.request_id] = str(error) or type(error).__name__
+        return StepOutputs(failed=failed)
+
+    def _count(self, step: SchedulerOutput) -> None:
+        self.counters.num_steps += 1
+        if any(len(chunk.token_ids) > 1 for chunk in step.chunks):
+            self.counters.num_prefill_steps += 1
