@@ -111,12 +111,15 @@ class EngineConfig:
             "max_client_batch_size",
         )
         lim = self.limits
-        if lim.max_input_tokens is not None and lim.max_total_tokens is not None:
-            if lim.max_input_tokens >= lim.max_total_tokens:
-                raise ConfigError(
-                    f"`max_input_tokens`({lim.max_input_tokens}) must be < "
-                    f"`max_total_tokens`({lim.max_total_tokens})"
-                )
+        if (
+            lim.max_input_tokens is not None
+            and lim.max_total_tokens is not None
+            and lim.max_input_tokens >= lim.max_total_tokens
+        ):
+            raise ConfigError(
+                f"`max_input_tokens`({lim.max_input_tokens}) must be < "
+                f"`max_total_tokens`({lim.max_total_tokens})"
+            )
         if not 0.0 < self.cache.kv_cache_memory_fraction <= 1.0:
             raise ConfigError(
                 f"`kv_cache_memory_fraction` must be in (0, 1]. Given: {self.cache.kv_cache_memory_fraction}"

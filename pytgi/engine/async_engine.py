@@ -9,6 +9,7 @@ releases the GIL inside its kernels, so HTTP stays responsive during a step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -209,10 +210,9 @@ class AsyncEngine:
         for add, item in deliveries:
             by_loop.setdefault(add.loop, []).append((add, item))
         for loop, items in by_loop.items():
-            try:
+            # A closed loop means nobody is listening any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_put_all, items)
-            except RuntimeError:  # the loop is closed: nobody is listening
-                pass
 
 
 def _put_all(items: list[tuple[_Add, RequestOutput | Exception]]) -> None:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytgi.config import CacheConfig, EngineConfig, ModelConfig
+from pytgi.config import CacheConfig, DType, EngineConfig
 from pytgi.engine.builder import build_engine
 from pytgi.errors import GenerationError
 from pytgi.protocol import FinishReason, GenerationRequest, SamplingParams, StoppingParams, Token
@@ -30,11 +30,25 @@ class Completion:
 
 
 class LLM:
-    def __init__(self, model_id: str | None = None, config: EngineConfig | None = None, **model: object) -> None:
+    def __init__(
+        self,
+        model_id: str | None = None,
+        *,
+        dtype: DType | None = None,
+        config: EngineConfig | None = None,
+    ) -> None:
+        """`model_id`: local folder or Hub id (None: the demo model). `config`
+        gives full control; `model_id` and `dtype` override its model section."""
         base = config or EngineConfig(cache=CacheConfig(max_batch_total_tokens=16384))
-        if model_id is not None or model:
-            fields = {"model_id": model_id, **model} if model_id is not None else dict(model)
-            base = dataclasses.replace(base, model=dataclasses.replace(base.model or ModelConfig(), **fields))
+        model = base.model
+        base = dataclasses.replace(
+            base,
+            model=dataclasses.replace(
+                model,
+                model_id=model_id if model_id is not None else model.model_id,
+                dtype=dtype if dtype is not None else model.dtype,
+            ),
+        )
         self._built = build_engine(base)
         self.tokenizer = self._built.tokenizer
         self.limits = self._built.limits

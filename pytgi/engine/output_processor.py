@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pytgi.engine.input_processor import ProcessedRequest
@@ -116,7 +117,7 @@ class OutputProcessor:
             special=token_id in self.tokenizer.special_token_ids,
         )
 
-    def _decode_with_special(self, token_ids: list[int] | tuple[int, ...]) -> str:
+    def _decode_with_special(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=False)
 
     def _output(

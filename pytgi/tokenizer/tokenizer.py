@@ -4,6 +4,7 @@ tokenizer_config.json: special tokens, EOS, the model's max length."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ class Tokenizer:
             for token_id, (start, stop) in zip(encoding.ids, encoding.offsets, strict=True)
         ]
 
-    def decode(self, token_ids: list[int] | tuple[int, ...], skip_special_tokens: bool = True) -> str:
+    def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return str(self._tok.decode(list(token_ids), skip_special_tokens=skip_special_tokens))
 
 

@@ -1,0 +1,55 @@
+import subprocess
+import sys
+
+import pytest
+
+from pytgi import cli
+from pytgi.config import EngineConfig
+
+
+def parse(argv, monkeypatch=None):
+    parser = cli.build_parser("pytgi serve")
+    cli.add_config_flags(parser)
+    return cli.config_from_args(parser.parse_args(argv))
+
+
+def test_defaults_match_config():
+    assert parse([]) == EngineConfig()
+
+
+def test_tgi_flag_names():
+    config = parse([
+        "--model-id", "org/model", "--revision", "main", "--dtype", "float32", "--hostname", "0.0.0.0",
+        "--port", "3000", "--max-concurrent-requests", "7", "--max-input-tokens", "100",
+        "--max-total-tokens", "200", "--max-batch-prefill-tokens", "512", "--max-batch-total-tokens", "4096",
+        "--max-batch-size", "8", "--max-stop-sequences", "2", "--max-best-of", "3", "--max-top-n-tokens", "4",
+    ])
+    assert config.model.model_id == "org/model" and config.model.dtype == "float32"
+    assert config.server.port == 3000 and config.server.hostname == "0.0.0.0"
+    assert config.limits.max_input_tokens == 100 and config.limits.max_total_tokens == 200
+    assert config.scheduler.max_batch_size == 8 and config.cache.max_batch_total_tokens == 4096
+
+
+def test_environment_variables_and_flag_precedence(monkeypatch):
+    monkeypatch.setenv("MAX_CONCURRENT_REQUESTS", "9")
+    monkeypatch.setenv("PORT", "4000")
+    monkeypatch.setenv("PREFIX_CACHING", "false")
+    config = parse(["--port", "5000"])
+    assert config.limits.max_concurrent_requests == 9
+    assert config.server.port == 5000
+    assert config.cache.prefix_caching is False
+
+
+def test_invalid_values_fail_loudly():
+    with pytest.raises(Exception, match="max_input_tokens"):
+        parse(["--max-input-tokens", "300", "--max-total-tokens", "200"])
+    with pytest.raises(SystemExit):
+        parse(["--dtype", "float64"])
+
+
+def test_launcher_alias_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "pytgi", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for flag in ("--model-id", "--max-batch-prefill-tokens", "MAX_BATCH_TOTAL_TOKENS"):
+        assert flag in out
