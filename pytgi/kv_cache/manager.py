@@ -78,6 +78,12 @@ class KVCacheManager:
     def block_table(self, request_id: str) -> tuple[int, ...]:
         return tuple(self._blocks.get(request_id, ()))
 
+    def has_uncached_full_block(self, request_id: str, num_computed: int) -> bool:
+        """Cheap check, so that hashing runs once per completed block."""
+        if not self.pool.enable_caching:
+            return False
+        return num_computed // self.block_size > self._num_cached_blocks.get(request_id, 0)
+
     def cache_computed(self, request_id: str, token_ids: Sequence[int], num_computed: int) -> None:
         """Register every block that is now full of computed tokens."""
         if not self.pool.enable_caching:

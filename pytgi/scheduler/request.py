@@ -52,7 +52,9 @@ class Request:
         num_prompt = len(self.prompt_token_ids)
         if end <= num_prompt:
             return self.prompt_token_ids[start:end]
-        return (self.prompt_token_ids + tuple(self.output_token_ids))[start:end]
+        if start >= num_prompt:  # decode: no copy of the whole sequence
+            return tuple(self.output_token_ids[start - num_prompt : end - num_prompt])
+        return self.prompt_token_ids[start:] + tuple(self.output_token_ids[: end - num_prompt])
 
     def all_token_ids(self) -> tuple[int, ...]:
         return self.prompt_token_ids + tuple(self.output_token_ids)

@@ -107,9 +107,10 @@ class Scheduler:
             if request is None:  # aborted while the step ran
                 continue
             request.num_computed_tokens += len(chunk.token_ids)
-            self.kv_cache.cache_computed(
-                request.request_id, request.all_token_ids(), request.num_computed_tokens
-            )
+            if self.kv_cache.has_uncached_full_block(request.request_id, request.num_computed_tokens):
+                self.kv_cache.cache_computed(
+                    request.request_id, request.all_token_ids(), request.num_computed_tokens
+                )
             if not chunk.sample:
                 updates.append(RequestUpdate(request, None, None))
                 continue
