@@ -95,8 +95,10 @@ class Engine:
         return StepOutputs(outputs=self._outputs(step, result))
 
     def _outputs(self, step: SchedulerOutput, result: StepResult) -> list[RequestOutput]:
-        for request_id, logprobs in result.prompt_logprobs.items():
-            self.output_processor.add_prompt_logprobs(request_id, logprobs)
+        if result.prompt_logprobs:
+            starts = {chunk.request_id: chunk.start_position for chunk in step.chunks}
+            for request_id, logprobs in result.prompt_logprobs.items():
+                self.output_processor.add_prompt_logprobs(request_id, starts[request_id], logprobs)
         outputs: list[RequestOutput] = []
         for update in self.scheduler.update(step, result):
             if update.new_token_id is None:

@@ -64,10 +64,19 @@ class OutputProcessor:
     def __contains__(self, request_id: str) -> bool:
         return request_id in self._states
 
-    def add_prompt_logprobs(self, request_id: str, logprobs: tuple[float, ...]) -> None:
+    def add_prompt_logprobs(self, request_id: str, start_position: int, logprobs: tuple[float, ...]) -> None:
+        """Place a chunk's prompt logprobs at their positions. A recompute after
+        preemption reports them again (and past the prompt): only the prompt
+        positions are kept, so duplicates overwrite with equal values."""
         state = self._states.get(request_id)
-        if state is not None:
-            state.prompt_logprobs.extend(logprobs)
+        if state is None:
+            return
+        num_prompt = len(state.processed.prompt_token_ids)
+        if len(state.prompt_logprobs) < num_prompt:
+            state.prompt_logprobs.extend([math.nan] * (num_prompt - len(state.prompt_logprobs)))
+        end = min(start_position + len(logprobs), num_prompt)
+        if start_position < end:
+            state.prompt_logprobs[start_position:end] = logprobs[: end - start_position]
 
     def mark_scheduled(self, request_id: str, now_s: float) -> None:
         state = self._states.get(request_id)

@@ -1,0 +1,35 @@
+"""Token and position embeddings (lookup tables filled from the checkpoint)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Embedding(nn.Module):
+    """ids -> rows of a [num_embeddings, dim] table."""
+
+    def __init__(self, num_embeddings: int, dim: int, *, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.num_embeddings = num_embeddings
+        self.dim = dim
+        # [num_embeddings, dim]
+        self.weight = nn.Parameter(torch.empty(num_embeddings, dim, dtype=dtype), requires_grad=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight)
+
+
+class LMHead(nn.Module):
+    """hidden -> float32 logits over the vocabulary. When embeddings are tied,
+    the model replaces `weight` with the embedding's parameter."""
+
+    def __init__(self, dim: int, vocab_size: int, *, dtype: torch.dtype) -> None:
+        super().__init__()
+        # [vocab_size, dim]
+        self.weight = nn.Parameter(torch.empty(vocab_size, dim, dtype=dtype), requires_grad=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        # Logits in float32: sampling and logprobs must not inherit bf16 rounding.
+        return F.linear(hidden, self.weight).float()

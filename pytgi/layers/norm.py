@@ -1,0 +1,39 @@
+"""Normalisation layers, numerically matching transformers' implementations."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, with the statistics in float32 (as Llama does)."""
+
+    def __init__(self, dim: int, eps: float, *, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.eps = eps
+        # [dim]
+        self.weight = nn.Parameter(torch.empty(dim, dtype=dtype), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        variance = x32.pow(2).mean(-1, keepdim=True)
+        normed = x32 * torch.rsqrt(variance + self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+class LayerNorm(nn.Module):
+    """Standard LayerNorm with weight and bias (GPT-2)."""
+
+    def __init__(self, dim: int, eps: float, *, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.eps = eps
+        self.dim = dim
+        # [dim]
+        self.weight = nn.Parameter(torch.empty(dim, dtype=dtype), requires_grad=False)
+        # [dim]
+        self.bias = nn.Parameter(torch.empty(dim, dtype=dtype), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)

@@ -1,0 +1,106 @@
+"""Each op on a hand-computed example."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from pytgi.sampling import ops
+
+INF = float("inf")
+PROBS = [0.5, 0.3, 0.15, 0.05]
+
+
+def log_probs_row() -> torch.Tensor:
+    return torch.tensor([PROBS]).log()
+
+
+def test_repetition_penalty_divides_positive_multiplies_negative() -> None:
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0], [2.0, -1.0, 0.5, 3.0]])
+    counts = torch.tensor([[1.0, 3.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    out = ops.apply_repetition_penalty(logits, counts, torch.tensor([2.0, 1.0]))
+    assert out.tolist() == [[1.0, -2.0, 0.5, 3.0], [2.0, -1.0, 0.5, 3.0]]
+
+
+def test_frequency_penalty_is_normalised_by_length() -> None:
+    logits = torch.tensor([[1.0, 1.0, 1.0]])
+    counts = torch.tensor([[2.0, 1.0, 0.0]])
+    out = ops.apply_frequency_penalty(logits, counts, torch.tensor([4.0]), torch.tensor([0.5]))
+    assert out.tolist() == [[0.75, 0.875, 1.0]]
+
+
+def test_temperature() -> None:
+    out = ops.apply_temperature(torch.tensor([[2.0, 4.0], [2.0, 4.0]]), torch.tensor([2.0, 0.5]))
+    assert out.tolist() == [[1.0, 2.0], [4.0, 8.0]]
+
+
+def test_top_k_per_row_and_zero_is_off() -> None:
+    logits = torch.tensor([[1.0, 4.0, 3.0, 2.0], [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 2.0, 0.0]])
+    out = ops.apply_top_k(logits, torch.tensor([2, 0, 1]), max_top_k=2)
+    assert out.tolist() == [[-INF, 4.0, 3.0, -INF], [1.0, 2.0, 3.0, 4.0], [-INF, 2.0, 2.0, -INF]]  # ties kept
+
+
+def test_top_p_keeps_smallest_nucleus() -> None:
+    logits = log_probs_row().repeat(3, 1)
+    out = ops.apply_top_p(logits, torch.tensor([0.7, 0.9, 1.0]))
+    kept = torch.isfinite(out).tolist()
+    assert kept == [[True, True, False, False], [True, True, True, False], [True, True, True, True]]
+    assert out[2].tolist() == logits[2].tolist()
+
+
+def test_top_p_always_keeps_best_token() -> None:
+    out = ops.apply_top_p(log_probs_row(), torch.tensor([0.01]))
+    assert torch.isfinite(out).tolist() == [[True, False, False, False]]
+
+
+def test_typical_p_keeps_tokens_closest_to_entropy() -> None:
+    # Entropy 1.142 nats; surprises 0.69, 1.20, 1.90, 3.00 -> order by distance: 0.3, 0.5, 0.15, 0.05.
+    logits = log_probs_row().repeat(3, 1)
+    out = ops.apply_typical_p(logits, torch.tensor([0.2, 0.5, 1.0]))
+    kept = torch.isfinite(out).tolist()
+    assert kept[0] == [False, True, False, False]  # the typical token, not the most likely one
+    assert kept[1] == [True, True, False, False]
+    assert out[2].tolist() == logits[2].tolist()
+
+
+def test_greedy_and_chosen_logprobs() -> None:
+    logits = torch.tensor([[0.0, 2.0, 1.0], [3.0, -INF, 1.0]])
+    ids = ops.greedy(logits)
+    assert ids.tolist() == [1, 0]
+    expected = [2.0 - math.log(1 + math.exp(2) + math.e), 3.0 - math.log(math.exp(3) + math.e)]
+    torch.testing.assert_close(ops.chosen_logprobs(logits, ids), torch.tensor(expected))
+
+
+def test_top_logprobs_best_first() -> None:
+    ids, values = ops.top_logprobs(log_probs_row(), 2)
+    assert ids.tolist() == [[0, 1]]
+    torch.testing.assert_close(values, torch.tensor([[math.log(0.5), math.log(0.3)]]))
+
+
+def test_sample_with_noise_is_the_exponential_race() -> None:
+    logits = log_probs_row()
+    assert ops.sample_with_noise(logits, torch.ones(1, 4)).tolist() == [0]
+    # p / E: 0.5/10, 0.3/10, 0.15/0.1, 0.05/10 -> token 2.
+    assert ops.sample_with_noise(logits, torch.tensor([[10.0, 10.0, 0.1, 10.0]])).tolist() == [2]
+    # Filtered tokens are never drawn, even with tiny noise.
+    filtered = logits.clone()
+    filtered[0, 3] = -INF
+    assert ops.sample_with_noise(filtered, torch.tensor([[1.0, 1.0, 1.0, 1e-30]])).tolist() == [0]
+
+
+def test_exponential_noise_depends_only_on_each_rows_generator() -> None:
+    def gen(seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    alone = ops.exponential_noise([gen(42)], 16, torch.device("cpu"))
+    batched = ops.exponential_noise([gen(1), gen(42), gen(3)], 16, torch.device("cpu"))
+    assert torch.equal(alone[0], batched[1])
+    assert (batched > 0).all()
+
+
+def test_sampling_frequencies_follow_probabilities() -> None:
+    logits = log_probs_row().repeat(4000, 1)
+    noise = torch.empty(4000, 4).exponential_(generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(ops.sample_with_noise(logits, noise), minlength=4).float() / 4000
+    torch.testing.assert_close(counts, torch.tensor(PROBS), atol=0.03, rtol=0)
