@@ -1,0 +1,119 @@
+"""The FastAPI application: `build_app(client)` wires TGI's routes to an `EngineClient`.
+
+The app holds no module-level state: everything a route needs is in the
+`ServerState` made here, so several apps (tests) can live in one process.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+from fastapi import APIRouter, FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pytgi.engine.client import EngineClient
+from pytgi.metrics.prometheus import CONTENT_TYPE, TgiMetrics
+from pytgi.server.errors import unhealthy_response
+from pytgi.server.extract import BodyRejection
+from pytgi.server.responses import json_bytes
+from pytgi.server.state import ConcurrencyLimiter, ServerState
+from pytgi.server.tgi_routes import TgiRoutes
+
+ROUTER_NAME = "text-generation-router"
+VALIDATION_WORKERS = 2  # reported by /info; tokenization runs in the engine
+DEFAULT_PAYLOAD_LIMIT = 2_000_000  # bytes, TGI's --payload-limit default
+KEEPALIVE_INTERVAL_S = 15.0
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("pytgi")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"  # running from a source tree that was never installed
+
+
+def default_compute_type(device: str) -> str:
+    """TGI's default is `gpu+optimized`; on CPU say so."""
+    return "cpu" if device == "cpu" else "gpu+optimized"
+
+
+def build_app(
+    client: EngineClient,
+    *,
+    version: str | None = None,
+    compute_type: str | None = None,
+    payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+    keepalive_interval_s: float = KEEPALIVE_INTERVAL_S,
+) -> FastAPI:
+    """Build the HTTP app over `client`.
+
+    `version` is reported by /info (default: pytgi's package version; no TGI
+    client parses it). `compute_type` is the `x-compute-type` header (the CLI
+    passes env COMPUTE_TYPE when set; default from the model's device).
+    """
+    limits = client.limits
+    state = ServerState(
+        client=client,
+        limits=limits,
+        limiter=ConcurrencyLimiter(limits.max_concurrent_requests),
+        metrics=TgiMetrics(limits, client.stats),
+        version=version or package_version(),
+        compute_type=compute_type or default_compute_type(client.model_info.device),
+        payload_limit=payload_limit,
+        keepalive_interval_s=keepalive_interval_s,
+    )
+    app = FastAPI(title="Text Generation Inference (pytgi)", version=state.version)
+    app.state.pytgi = state  # for route modules added later (OpenAI routes)
+    app.add_exception_handler(BodyRejection, _body_rejection_handler)  # type: ignore[arg-type]
+    app.include_router(ServiceRoutes(state).router())
+    app.include_router(TgiRoutes(state).router())
+    return app
+
+
+async def _body_rejection_handler(request: Request, exc: BodyRejection) -> Response:
+    return exc.response()
+
+
+class ServiceRoutes:
+    """Unauthenticated routes: health, info, metrics."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+        for path in ("/", "/health", "/ping"):
+            router.add_api_route(path, self.health, methods=["GET"])
+        router.add_api_route("/info", self.info, methods=["GET"])
+        router.add_api_route("/metrics", self.metrics, methods=["GET"])
+        return router
+
+    async def health(self) -> Response:
+        if await self.state.client.check_health():
+            return Response(status_code=200)
+        return unhealthy_response()
+
+    async def info(self) -> Response:
+        model = self.state.client.model_info
+        limits = self.state.limits
+        body = {
+            "model_id": model.model_id,
+            "model_sha": model.model_sha,
+            "model_pipeline_tag": model.model_pipeline_tag,
+            "max_concurrent_requests": limits.max_concurrent_requests,
+            "max_best_of": limits.max_best_of,
+            "max_stop_sequences": limits.max_stop_sequences,
+            "max_input_tokens": limits.max_input_tokens,
+            "max_total_tokens": limits.max_total_tokens,
+            "validation_workers": VALIDATION_WORKERS,
+            "max_client_batch_size": limits.max_client_batch_size,
+            "router": ROUTER_NAME,
+            "version": self.state.version,
+            "sha": None,
+            "docker_label": None,
+        }
+        return Response(json_bytes(body), media_type="application/json")
+
+    async def metrics(self) -> Response:
+        return Response(self.state.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,95 @@
+"""Reading a JSON body the way TGI's (axum) `Json` extractor does.
+
+Its rejections are plain text, not TGI's error JSON:
+413 over the payload limit, 415 without a JSON content type, 400 for bytes that
+are not JSON, 422 for JSON of the wrong shape. Routes call `read_json`; the app
+maps `BodyRejection` to a response in one handler.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import pydantic
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+class BodyRejection(Exception):
+    """The request body could not become the route's wire model."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def response(self) -> Response:
+        return PlainTextResponse(self.message, status_code=self.status)
+
+
+async def read_json(request: Request, model: type[M], payload_limit: int) -> M:
+    if not is_json_content_type(request.headers.get("content-type")):
+        raise BodyRejection(415, "Expected request with `Content-Type: application/json`")
+    body = await read_body(request, payload_limit)
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BodyRejection(
+            400, f"Failed to parse the request body as JSON: {describe_json_error(exc)}"
+        ) from exc
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError as exc:
+        raise BodyRejection(
+            422, f"Failed to deserialize the JSON body into the target type: {describe_shape_error(exc)}"
+        ) from exc
+
+
+def is_json_content_type(header: str | None) -> bool:
+    """`application/json` or any `application/*+json`, parameters ignored (as axum)."""
+    if header is None:
+        return False
+    mime = header.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+async def read_body(request: Request, payload_limit: int) -> bytes:
+    rejection = BodyRejection(413, "Failed to buffer the request body: length limit exceeded")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > payload_limit:
+        raise rejection
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > payload_limit:
+                raise rejection
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        # Nobody will read the answer; a rejection just ends the request quietly.
+        raise BodyRejection(400, "Failed to buffer the request body: client disconnected") from exc
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN/Infinity; JSON (and serde) do not.
+    raise ValueError(f"invalid value `{name}`")
+
+
+def describe_json_error(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return str(exc)
+
+
+def describe_shape_error(exc: pydantic.ValidationError) -> str:
+    """First error, serde style: `path: message` (`missing field `x`` for absent keys)."""
+    error = exc.errors()[0]
+    location = [str(part) for part in error["loc"]]
+    missing = error["type"] == "missing" and location
+    message = f"missing field `{location.pop()}`" if missing else error["msg"]
+    return f"{'.'.join(location)}: {message}" if location else message

@@ -1,0 +1,52 @@
+"""What every route of one app shares: the engine client, limits, permits, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytgi.config import ServingLimits
+from pytgi.engine.client import EngineClient
+from pytgi.errors import OverloadedError
+from pytgi.metrics.prometheus import TgiMetrics
+
+
+class Permit:
+    """Held concurrency slots; `release` is idempotent so every exit path may call it."""
+
+    def __init__(self, limiter: ConcurrencyLimiter, num_slots: int) -> None:
+        self._limiter = limiter
+        self._num_slots = num_slots
+
+    def release(self) -> None:
+        if self._num_slots:
+            self._limiter.num_free += self._num_slots
+            self._num_slots = 0
+
+
+class ConcurrencyLimiter:
+    """`max_concurrent_requests` slots with try-acquire: TGI answers 429 at once, never queues.
+
+    Only touched from the event loop, so a plain counter suffices.
+    """
+
+    def __init__(self, max_concurrent_requests: int) -> None:
+        self.num_free = max_concurrent_requests
+
+    def try_acquire(self, num_slots: int = 1) -> Permit:
+        """All or nothing (best_of takes one slot per sequence)."""
+        if num_slots > self.num_free:
+            raise OverloadedError()
+        self.num_free -= num_slots
+        return Permit(self, num_slots)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    client: EngineClient
+    limits: ServingLimits
+    limiter: ConcurrencyLimiter
+    metrics: TgiMetrics
+    version: str
+    compute_type: str
+    payload_limit: int
+    keepalive_interval_s: float

@@ -1,0 +1,279 @@
+"""TGI's native generation routes: `/generate`, `/generate_stream`, `POST /` and `/tokenize`.
+
+Every generation follows TGI's order: parse the body, count the request, take a
+concurrency permit (429 at once when none is free), validate, generate, and
+release the permit however the request ends. Streams answer 200 and report
+every in-handler error as one `data: {"error", "error_type"}` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from contextlib import aclosing
+from dataclasses import replace
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pytgi.engine.client import ModelInfo
+from pytgi.errors import GenerationError, IncompleteGenerationError, PytgiError
+from pytgi.protocol import GenerationRequest, RequestOutput, Token
+from pytgi.server.errors import IncompleteGenerationStreamError, error_kind, error_payload, error_response
+from pytgi.server.extract import read_json
+from pytgi.server.responses import (
+    Generation,
+    generate_body,
+    generate_headers,
+    json_bytes,
+    request_durations,
+    stream_event,
+    stream_headers,
+)
+from pytgi.server.sse import (
+    KEEPALIVE_EVENT,
+    ClientDisconnected,
+    SseResponse,
+    close_iterator,
+    run_unless_disconnected,
+    sse_data,
+    with_keepalive,
+)
+from pytgi.server.state import ServerState
+from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateRequest
+from pytgi.server.validation import (
+    ValidatedGenerate,
+    check_best_of_bound,
+    check_streamable,
+    new_request_id,
+    validate_generate,
+)
+
+logger = logging.getLogger(__name__)
+
+# What a non-streamed answer needs: the request as validated, the winner, the other best_of runs.
+BestOf = tuple[ValidatedGenerate, Generation, list[Generation]]
+
+
+def compat_return_full_text(model_info: ModelInfo) -> bool:
+    """`POST /` prepends the prompt unless the Hub says the model is not a text-generation one."""
+    tag = model_info.model_pipeline_tag
+    return tag is None or tag == "text-generation"
+
+
+class TgiRoutes:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+        router.add_api_route("/generate", self.generate, methods=["POST"])
+        router.add_api_route("/generate_stream", self.generate_stream, methods=["POST"])
+        router.add_api_route("/", self.compat_generate, methods=["POST"])
+        router.add_api_route("/tokenize", self.tokenize, methods=["POST"])
+        return router
+
+    # --- routes ----------------------------------------------------------------------------
+
+    async def generate(self, request: Request) -> Response:
+        start_s = time.monotonic()
+        wire = await read_json(request, GenerateRequest, self.state.payload_limit)
+        return await self._answer_json(request, wire, start_s, default_return_full_text=False, as_list=False)
+
+    async def generate_stream(self, request: Request) -> Response:
+        start_s = time.monotonic()
+        wire = await read_json(request, GenerateRequest, self.state.payload_limit)
+        return self._answer_stream(wire, start_s, default_return_full_text=False)
+
+    async def compat_generate(self, request: Request) -> Response:
+        """TGI's `/`: a one-element JSON list, or the `/generate_stream` SSE when `stream` is true."""
+        start_s = time.monotonic()
+        wire = await read_json(request, CompatGenerateRequest, self.state.payload_limit)
+        default_return_full_text = compat_return_full_text(self.state.client.model_info)
+        if wire.stream:
+            return self._answer_stream(wire, start_s, default_return_full_text)
+        return await self._answer_json(request, wire, start_s, default_return_full_text, as_list=True)
+
+    async def tokenize(self, request: Request) -> Response:
+        wire = await read_json(request, GenerateRequest, self.state.payload_limit)
+        try:
+            spans = await self.state.client.tokenize(wire.inputs)
+        except PytgiError as exc:
+            return error_response(exc)
+        body = [{"id": s.id, "text": s.text, "start": s.start, "stop": s.stop} for s in spans]
+        return Response(json_bytes(body), media_type="application/json")
+
+    # --- non-streamed ----------------------------------------------------------------------
+
+    async def _answer_json(
+        self,
+        request: Request,
+        wire: GenerateRequest,
+        start_s: float,
+        default_return_full_text: bool,
+        as_list: bool,
+    ) -> Response:
+        metrics = self.state.metrics
+        metrics.request_received()
+        try:
+            work = self._run_best_of(wire, default_return_full_text)
+            validated, best, others = await run_unless_disconnected(request.receive, work)
+        except ClientDisconnected:
+            metrics.request_failed("dropped")
+            return Response(status_code=499)  # nobody reads it; the generation was aborted
+        except PytgiError as exc:
+            metrics.request_failed(error_kind(exc).failure_metric)
+            return error_response(exc)
+        final = best.final
+        durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
+        metrics.request_succeeded(durations, final.num_generated_tokens)
+        body = generate_body(validated, best, others)
+        return Response(
+            json_bytes([body] if as_list else body),
+            media_type="application/json",
+            headers=generate_headers(self.state.compute_type, validated.inputs, durations, final),
+        )
+
+    async def _run_best_of(self, wire: GenerateRequest, default_return_full_text: bool) -> BestOf:
+        """Run `best_of` independent generations (usually 1); the best mean logprob wins."""
+        num_sequences = check_best_of_bound(wire.effective_parameters, self.state.limits)
+        permit = self.state.limiter.try_acquire(num_sequences)
+        try:
+            validated = validate_generate(
+                wire, self.state.limits, default_return_full_text=default_return_full_text
+            )
+            # Each sequence is its own engine request; seeds stay unset so each gets a random one.
+            requests = [validated.request] + [
+                replace(validated.request, request_id=new_request_id()) for _ in range(num_sequences - 1)
+            ]
+            generations = await gather_or_cancel([self._collect(r) for r in requests])
+        finally:
+            permit.release()
+        # max() keeps the first of equals, as TGI's strict `>` scan does.
+        winner = max(range(len(generations)), key=lambda i: generations[i].mean_logprob)
+        others = [g for i, g in enumerate(generations) if i != winner]
+        return validated, generations[winner], others
+
+    async def _collect(self, request: GenerationRequest) -> Generation:
+        outputs: AsyncIterator[RequestOutput] | None = None
+        tokens: list[Token] = []
+        top_tokens: list[tuple[Token, ...]] = []
+        prefill_tokens: tuple[Token, ...] = ()
+        admitted = False
+        try:
+            outputs = self.state.client.generate(request)
+            async for output in outputs:
+                if not admitted:
+                    self._record_admitted(request, output)
+                    admitted = True
+                tokens.extend(output.tokens)
+                top_tokens.extend(output.top_tokens)
+                prefill_tokens = output.prefill_tokens or prefill_tokens
+                if output.finished:
+                    return Generation(request, tuple(tokens), tuple(top_tokens), prefill_tokens, output)
+        except PytgiError:
+            raise
+        except Exception as exc:
+            logger.exception("engine failed on request %s", request.request_id)
+            raise GenerationError(str(exc)) from exc
+        finally:
+            if outputs is not None:
+                await close_iterator(outputs)
+        raise IncompleteGenerationError()
+
+    def _record_admitted(self, request: GenerationRequest, first_output: RequestOutput) -> None:
+        num_prompt_tokens = first_output.num_prompt_tokens
+        max_new_tokens = request.stopping.max_new_tokens
+        if max_new_tokens is None:
+            max_new_tokens = self.state.limits.max_total_tokens - num_prompt_tokens
+        self.state.metrics.request_admitted(num_prompt_tokens, max_new_tokens)
+
+    # --- streamed --------------------------------------------------------------------------
+
+    def _answer_stream(
+        self, wire: GenerateRequest, start_s: float, default_return_full_text: bool
+    ) -> Response:
+        self.state.metrics.request_received()
+        events = self._stream_events(wire, start_s, default_return_full_text)
+        return SseResponse(events, headers=stream_headers(self.state.compute_type, wire.inputs))
+
+    async def _stream_events(
+        self, wire: GenerateRequest, start_s: float, default_return_full_text: bool
+    ) -> AsyncGenerator[bytes, None]:
+        """All of a stream's work runs inside the generator, so nothing is held (permit,
+        engine request) unless the response actually starts, and its `finally` frees all."""
+        metrics = self.state.metrics
+        permit = None
+        try:
+            check_streamable(wire.effective_parameters)
+            permit = self.state.limiter.try_acquire()
+            validated = validate_generate(
+                wire, self.state.limits, default_return_full_text=default_return_full_text
+            )
+            async with aclosing(self._token_events(validated, start_s)) as events:
+                async for event in events:
+                    yield event
+        except PytgiError as exc:
+            metrics.request_failed(error_kind(exc).failure_metric)
+            yield sse_data(error_payload(exc))
+        except (asyncio.CancelledError, GeneratorExit):
+            metrics.request_failed("dropped")
+            raise
+        except Exception as exc:
+            logger.exception("stream failed")
+            metrics.request_failed("generation")
+            yield sse_data(error_payload(GenerationError(str(exc))))
+        finally:
+            if permit is not None:
+                permit.release()
+
+    async def _token_events(
+        self, validated: ValidatedGenerate, start_s: float
+    ) -> AsyncGenerator[bytes, None]:
+        """One event per generated token; the last carries generated_text and details."""
+        outputs = self.state.client.generate(validated.request)
+        ticks = with_keepalive(outputs, self.state.keepalive_interval_s)
+        index = 0
+        admitted = False
+        try:
+            async for output in ticks:
+                if output is None:
+                    yield KEEPALIVE_EVENT
+                    continue
+                if not admitted:
+                    self._record_admitted(validated.request, output)
+                    admitted = True
+                if output.finished and not output.tokens:
+                    # The final event must carry a token; an engine that ends without one is incomplete.
+                    break
+                for i, token in enumerate(output.tokens):
+                    index += 1
+                    top = output.top_tokens[i] if i < len(output.top_tokens) else ()
+                    is_last = output.finished and i == len(output.tokens) - 1
+                    yield sse_data(stream_event(validated, index, token, top, output if is_last else None))
+                if output.finished:
+                    self._record_stream_success(start_s, output)
+                    return
+        finally:
+            await ticks.aclose()
+            await close_iterator(outputs)
+        raise IncompleteGenerationStreamError()
+
+    def _record_stream_success(self, start_s: float, final: RequestOutput) -> None:
+        durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
+        self.state.metrics.request_succeeded(durations, final.num_generated_tokens)
+
+
+async def gather_or_cancel(works: list[Awaitable[Generation]]) -> list[Generation]:
+    """Run concurrently; the first failure (or our own cancellation) cancels the rest,
+    and waits for them, so every engine request is closed (aborted) before returning."""
+    tasks = [asyncio.ensure_future(w) for w in works]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
