@@ -92,7 +92,8 @@ def serve(config: EngineConfig) -> None:
     host, port = config.server.hostname, config.server.port
     logger.info("serving %s on http://%s:%d (API docs at /docs)", built.model_info.model_id, host, port)
     try:
-        serve_http(build_app(engine), host, port)
+        app = build_app(engine, version=__version__, compute_type=envs.compute_type())
+        serve_http(app, host, port)
     finally:
         engine.shutdown()
 

@@ -34,6 +34,26 @@ class RopeConfig:
         return str(self.scaling.get("rope_type") or self.scaling.get("type") or "default")
 
 
+def rope_config_from_hf(
+    config: Mapping[str, Any], *, rotary_dim: int, max_position_embeddings: int
+) -> RopeConfig:
+    """RoPE settings from an HF config.json, in either layout: transformers 5
+    writes `rope_parameters` (theta and scaling in one dict); older files have
+    `rope_theta` and `rope_scaling` side by side. Both are on the Hub."""
+    parameters = config.get("rope_parameters")
+    if isinstance(parameters, Mapping):
+        base = float(parameters.get("rope_theta", config.get("rope_theta", 10000.0)))
+        rope_type = parameters.get("rope_type") or parameters.get("type") or "default"
+        scaling = None if rope_type == "default" else dict(parameters)
+        return RopeConfig(rotary_dim, base, max_position_embeddings, scaling)
+    return RopeConfig(
+        rotary_dim=rotary_dim,
+        base=float(config.get("rope_theta", 10000.0)),
+        max_position_embeddings=max_position_embeddings,
+        scaling=config.get("rope_scaling"),
+    )
+
+
 def default_inv_freq(config: RopeConfig) -> torch.Tensor:
     """1 / base^(2i/d) for i < d/2 -> [rotary_dim // 2] float32."""
     exponents = torch.arange(0, config.rotary_dim, 2, dtype=torch.int64).float() / config.rotary_dim

@@ -20,7 +20,7 @@ from pytgi.layers.attention import Attention, AttentionBackend, AttentionMetadat
 from pytgi.layers.embedding import Embedding, LMHead
 from pytgi.layers.linear import Linear
 from pytgi.layers.norm import RMSNorm
-from pytgi.layers.rotary import RopeConfig, RotaryEmbedding, apply_rotary
+from pytgi.layers.rotary import RopeConfig, RotaryEmbedding, apply_rotary, rope_config_from_hf
 from pytgi.models.interface import KVLayout, ModelShape
 from pytgi.models.loading import WeightTarget, load_checkpoint
 
@@ -69,12 +69,7 @@ def parse_args(
         num_kv_heads=int(config.get("num_key_value_heads") or num_heads),
         head_dim=head_dim,
         rms_norm_eps=float(config.get("rms_norm_eps", 1e-6)),
-        rope=RopeConfig(
-            rotary_dim=head_dim,
-            base=float(config.get("rope_theta", 10000.0)),
-            max_position_embeddings=max_positions,
-            scaling=config.get("rope_scaling"),
-        ),
+        rope=rope_config_from_hf(config, rotary_dim=head_dim, max_position_embeddings=max_positions),
         qkv_bias=qkv_bias,
         o_bias=o_bias,
         mlp_bias=bool(config.get("mlp_bias", False)),

@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from pytgi.errors import UnsupportedArchitectureError
-from pytgi.layers.rotary import INV_FREQ_FUNCTIONS, RopeConfig, RotaryEmbedding, apply_rotary
+from pytgi.layers.rotary import (
+    INV_FREQ_FUNCTIONS,
+    RopeConfig,
+    RotaryEmbedding,
+    apply_rotary,
+    rope_config_from_hf,
+)
 
 LLAMA3 = {
     "rope_type": "llama3",
@@ -18,7 +24,7 @@ LLAMA3 = {
 @pytest.mark.parametrize("scaling", [None, {"type": "linear", "factor": 4.0}, LLAMA3])
 def test_inv_freq_matches_transformers(scaling: dict | None) -> None:
     import transformers
-    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     config = transformers.LlamaConfig(
         hidden_size=256,
@@ -27,8 +33,9 @@ def test_inv_freq_matches_transformers(scaling: dict | None) -> None:
         max_position_embeddings=1024,
         rope_scaling=scaling,
     )
-    rope = RopeConfig(rotary_dim=64, base=500000.0, max_position_embeddings=1024, scaling=scaling)
-    expected, _ = ROPE_INIT_FUNCTIONS[rope.rope_type](config, "cpu")
+    # Read back what transformers itself saves (its layout differs across versions).
+    rope = rope_config_from_hf(config.to_dict(), rotary_dim=64, max_position_embeddings=1024)
+    expected = LlamaRotaryEmbedding(config).inv_freq
     torch.testing.assert_close(INV_FREQ_FUNCTIONS[rope.rope_type](rope), expected, atol=0, rtol=0)
 
 
