@@ -48,7 +48,10 @@ class CacheConfig:
     block_size: int = field(default=16, metadata=flag("Tokens per KV-cache block."))
     max_batch_total_tokens: int | None = field(
         default=None,
-        metadata=flag("KV-cache capacity in tokens. Default: sized from available memory."),
+        metadata=flag(
+            "KV-cache capacity in tokens. Default: a share of free memory "
+            "(on CPU at most 1 GiB of KV)."
+        ),
     )
     kv_cache_memory_fraction: float = field(
         default=0.25,

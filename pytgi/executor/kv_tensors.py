@@ -47,12 +47,15 @@ def plan_num_blocks(
     kv_cache_memory_fraction: float,
     available_bytes: int,
     reserve_bytes: int,
+    max_bytes: int | None = None,
 ) -> int:
     """An explicit token capacity wins; else a share of the free memory left
-    after the activation reserve."""
+    after the activation reserve, capped at `max_bytes` when given."""
     if max_batch_total_tokens is not None:
         return -(-max_batch_total_tokens // block_size)
     budget = int(kv_cache_memory_fraction * max(available_bytes - reserve_bytes, 0))
+    if max_bytes is not None:
+        budget = min(budget, max_bytes)
     num_blocks = budget // block_bytes
     if num_blocks < 1:
         raise ConfigError(

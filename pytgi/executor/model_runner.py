@@ -33,6 +33,12 @@ from pytgi.step import KVCacheSpec, NewRequestData, SampledToken, ScheduledChunk
 from pytgi.weights.safetensors import SafetensorsWeights
 
 
+# On a CPU the KV cache shares RAM with everything else on the machine, and
+# far fewer tokens are in flight than on a GPU: a quarter of free RAM would be
+# gigabytes of idle zeros. `--max-batch-total-tokens` sets any size explicitly.
+CPU_KV_CACHE_MAX_BYTES = 1 << 30
+
+
 @dataclass(slots=True)
 class RequestState:
     """What the runner keeps for a request between steps."""
@@ -253,6 +259,7 @@ def create_model_runner(
         kv_cache_memory_fraction=kv_cache_memory_fraction,
         available_bytes=available_memory_bytes(torch_device) if max_batch_total_tokens is None else 0,
         reserve_bytes=activation_reserve_bytes(model.shape, max_num_batched_tokens, torch_dtype),
+        max_bytes=CPU_KV_CACHE_MAX_BYTES if torch_device.type == "cpu" else None,
     )
     kv_cache = allocate_kv_cache(model.kv_layout, num_blocks, block_size, torch_dtype, torch_device)
     return ModelRunner(model, kv_cache, device=torch_device, dtype=torch_dtype, architecture=architecture)
