@@ -9,11 +9,26 @@ their engine requests are aborted).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
 
 GRACEFUL_TIMEOUT_S = 90  # TGI's --graceful-termination-timeout default
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal that stopped it once shutdown is done, so a
+    SIGTERM-ed server would die by that signal. For a server, a shutdown that
+    drained cleanly is a success: exit status 0, as TGI's launcher gives."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
 
 
 def serve(
@@ -27,8 +42,7 @@ def serve(
 ) -> None:
     """Block serving `app` on `hostname:port` until SIGINT/SIGTERM (call from the main thread).
 
-    Returns normally after SIGINT; after SIGTERM uvicorn re-raises the signal, so the
-    process ends with the conventional SIGTERM status.
+    Returns normally after SIGINT or SIGTERM, once in-flight requests have drained.
     """
     config = uvicorn.Config(
         app,
@@ -40,6 +54,4 @@ def serve(
         server_header=False,
         lifespan="on",
     )
-    # uvicorn re-raises a captured SIGINT after its graceful shutdown; by then the shutdown is done.
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run()
+    _Server(config).run()

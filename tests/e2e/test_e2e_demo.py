@@ -45,20 +45,25 @@ def generate(server, prompt: str, **parameters) -> dict:
 
 def test_inference_client_text_generation(demo_server):
     client = InferenceClient(demo_server.url)
-    text = client.text_generation("The list type", max_new_tokens=20)
-    assert isinstance(text, str) and text
-    output = client.text_generation("The list type", max_new_tokens=20, details=True)
+    prompt = "The list type"
+    # The client posts to TGI's `/`, where return_full_text defaults to true for
+    # a model with no Hub pipeline tag: the prompt comes back first.
+    text = client.text_generation(prompt, max_new_tokens=20)
+    assert text.startswith(prompt) and len(text) > len(prompt)
+    output = client.text_generation(prompt, max_new_tokens=20, details=True)
     assert output.generated_text == text
     assert output.details.finish_reason in ("length", "eos_token")
     assert len(output.details.tokens) == output.details.generated_tokens
-    assert "".join(t.text for t in output.details.tokens if not t.special) == text
+    assert prompt + "".join(t.text for t in output.details.tokens if not t.special) == text
+    plain = client.text_generation(prompt, max_new_tokens=20, return_full_text=False)
+    assert prompt + plain == text
 
 
 def test_inference_client_streaming(demo_server):
     client = InferenceClient(demo_server.url)
     full = client.text_generation("A dictionary", max_new_tokens=20)
     pieces = list(client.text_generation("A dictionary", max_new_tokens=20, stream=True))
-    assert "".join(pieces) == full
+    assert "A dictionary" + "".join(pieces) == full
     events = list(client.text_generation("A dictionary", max_new_tokens=20, stream=True, details=True))
     assert events[-1].generated_text == full
     assert events[-1].details.generated_tokens == len(events)
