@@ -60,4 +60,4 @@ def test_sigterm_stops_the_server() -> None:
     process = start_server(free_port())
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=20)
-    assert process.returncode in (0, -signal.SIGTERM)
+    assert process.returncode == 0  # a clean drain is a clean exit
