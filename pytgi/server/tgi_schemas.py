@@ -49,6 +49,9 @@ class GenerateParameters(WireModel):
     top_n_tokens: U32 | None = None
     grammar: GrammarType | None = None
     adapter_id: str | None = None
+    # pytgi extension (as in vLLM), off by default: generate past EOS up to
+    # max_new_tokens, so that benchmarks get exact lengths. TGI clients never send it.
+    ignore_eos: bool | None = None
 
 
 # TGI's preset when `parameters` is absent: sampling on, everything else at its type default.

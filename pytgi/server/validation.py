@@ -195,7 +195,11 @@ def validate_generate(
         request_id=new_request_id(),
         prompt=wire.inputs,
         sampling=sampling_params(params),
-        stopping=StoppingParams(max_new_tokens=params.max_new_tokens, stop=tuple(params.stop or ())),
+        stopping=StoppingParams(
+            max_new_tokens=params.max_new_tokens,
+            stop=tuple(params.stop or ()),
+            ignore_eos=bool(params.ignore_eos),
+        ),
         truncate=params.truncate,
         add_special_tokens=True,
         decoder_input_details=bool(params.decoder_input_details),

@@ -172,3 +172,8 @@ def test_info_and_metrics(demo_server):
     assert info["model_id"] and info["max_total_tokens"] > info["max_input_tokens"]
     assert demo_server.metric("pytgi_kv_cache_blocks_total") > 0
     assert demo_server.metric("tgi_request_count") >= 1
+
+
+def test_ignore_eos_gives_exact_lengths(demo_server):
+    lengths = {generate(demo_server, p, max_new_tokens=40, ignore_eos=True)["details"]["generated_tokens"] for p in PROMPTS[:3]}
+    assert lengths == {40}

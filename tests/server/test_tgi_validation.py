@@ -192,3 +192,8 @@ def test_stream_only_rules() -> None:
         ValidationError, match="^`decoder_input_details` == true is not supported when streaming"
     ):
         check_streamable(GenerateParameters(decoder_input_details=True))
+
+
+def test_ignore_eos_extension_is_off_by_default() -> None:
+    assert validate({}).request.stopping.ignore_eos is False
+    assert validate({"ignore_eos": True}).request.stopping.ignore_eos is True
