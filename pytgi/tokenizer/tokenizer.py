@@ -54,10 +54,8 @@ class Tokenizer:
         )
         self.eos_token = token_content(self.config.get("eos_token"))
         self.bos_token = token_content(self.config.get("bos_token"))
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self._tok.get_vocab_size(with_added_tokens=True))
+        # Asking the Rust tokenizer costs milliseconds (it rebuilds the vocab map).
+        self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
 
     @property
     def model_max_length(self) -> int | None:
