@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
-	$(PY) -m pytgi.bench.serving_bench
+	$(PY) -m pytgi.bench.core_bench
 
 demo-model: $(STAMP)
 	$(PY) -m pytgi.demo.train

@@ -12,6 +12,11 @@ def get(name: str) -> str | None:
     return value if value else None
 
 
+def child_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment with `overrides`, for a child process."""
+    return {**os.environ, **overrides}
+
+
 def hf_token() -> str | None:
     """TGI accepts the Hub token under three names."""
     return get("HF_TOKEN") or get("HF_API_TOKEN") or get("HUGGING_FACE_HUB_TOKEN")
