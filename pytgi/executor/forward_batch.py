@@ -76,6 +76,11 @@ def build_forward_batch(
     # Cache slot of each new token: its block (via its chunk's table) and row in it.
     slots = block_tables[chunk_t, position_t // block_size] * block_size + position_t % block_size
     max_decode_len = max(decode_lens, default=0)
+    decode_blocks = -(-max_decode_len // block_size)
+    length_mask = None
+    if len(decode_ids) > 1:
+        key_positions = torch.arange(decode_blocks * block_size, device=device)  # [padded_len]
+        length_mask = key_positions[None, :] < decode_len_t[:, None]  # [num_decode, padded_len]
     meta = AttentionMetadata(
         block_size=block_size,
         chunks=layouts,
@@ -84,9 +89,10 @@ def build_forward_batch(
         prefill_chunk_ids=tuple(i for i, c in enumerate(layouts) if c.query_len > 1),
         decode_chunk_ids=decode_ids,
         decode_token_index=decode_row_t,
-        decode_block_tables=block_tables[decode_id_t, : -(-max_decode_len // block_size)],
+        decode_block_tables=block_tables[decode_id_t, :decode_blocks],
         decode_context_lens=decode_len_t,
         max_decode_context_len=max_decode_len,
+        decode_length_mask=length_mask,
     )
     return ForwardBatch(
         token_ids=token_t,

@@ -61,6 +61,9 @@ class AttentionMetadata:
     decode_block_tables: torch.Tensor  # [num_decode, max_decode_blocks] int64
     decode_context_lens: torch.Tensor  # [num_decode] int64
     max_decode_context_len: int  # host copy of decode_context_lens.max() (0 when none)
+    # Which padded key positions each decode row may see, built once per step
+    # for every layer; None when there is at most one decode row (no padding).
+    decode_length_mask: torch.Tensor | None = None  # [num_decode, padded_len] bool
 
     @property
     def num_tokens(self) -> int:
@@ -129,9 +132,9 @@ class Attention(nn.Module):
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         num_tokens = query.shape[0]
-        query = query.view(num_tokens, self.num_heads, self.head_dim)
-        key = key.view(num_tokens, self.num_kv_heads, self.head_dim)
-        value = value.view(num_tokens, self.num_kv_heads, self.head_dim)
+        query = query.reshape(num_tokens, self.num_heads, self.head_dim)
+        key = key.reshape(num_tokens, self.num_kv_heads, self.head_dim)
+        value = value.reshape(num_tokens, self.num_kv_heads, self.head_dim)
         write_kv_cache(cache, key, value, meta.slot_mapping)
         out = self.backend.forward(
             query, key, value, cache, meta, scale=self.scale, sliding_window=self.sliding_window

@@ -93,19 +93,30 @@ def decode_attention(
     # [num_decode, kv_heads, padded_len, dim]
     keys = cache.key[tables].view(num_decode, -1, num_kv_heads, head_dim).transpose(1, 2)
     values = cache.value[tables].view(num_decode, -1, num_kv_heads, head_dim).transpose(1, 2)
-
-    key_positions = torch.arange(keys.shape[2], device=query.device)[None, :]  # [1, padded_len]
-    lengths = meta.decode_context_lens[:, None]  # [num_decode, 1]
-    mask = key_positions < lengths  # [num_decode, padded_len]
-    if sliding_window is not None:
-        # The query sits at position length - 1.
-        mask &= key_positions > lengths - 1 - sliding_window
+    mask = decode_mask(meta, keys.shape[2], sliding_window, query.device)
+    if mask is None:
+        # One row: cut the padding off instead of masking it (the cheaper path).
+        keys = keys[:, :, : meta.max_decode_context_len]
+        values = values[:, :, : meta.max_decode_context_len]
     out = F.scaled_dot_product_attention(
         query[:, :, None, :],  # [num_decode, heads, 1, dim]
         keys,
         values,
-        attn_mask=mask[:, None, None, :],
+        attn_mask=None if mask is None else mask[:, None, None, :],
         scale=scale,
         enable_gqa=True,
     )
     return out[:, :, 0, :]
+
+
+def decode_mask(
+    meta: AttentionMetadata, padded_len: int, sliding_window: int | None, device: torch.device
+) -> torch.Tensor | None:
+    """[num_decode, padded_len] bool of visible keys, or None when every padded
+    key up to `max_decode_context_len` is visible (one row, no window)."""
+    if sliding_window is None:
+        return meta.decode_length_mask
+    key_positions = torch.arange(padded_len, device=device)[None, :]  # [1, padded_len]
+    lengths = meta.decode_context_lens[:, None]  # [num_decode, 1]
+    # The query sits at position length - 1.
+    return (key_positions < lengths) & (key_positions > lengths - 1 - sliding_window)
