@@ -32,7 +32,6 @@ from pytgi.sampling.sampler import RequestSamplingState, Sampler, SamplerOutput
 from pytgi.step import KVCacheSpec, NewRequestData, SampledToken, ScheduledChunk, SchedulerOutput, StepResult
 from pytgi.weights.safetensors import SafetensorsWeights
 
-
 # On a CPU the KV cache shares RAM with everything else on the machine, and
 # far fewer tokens are in flight than on a GPU: a quarter of free RAM would be
 # gigabytes of idle zeros. `--max-batch-total-tokens` sets any size explicitly.
