@@ -177,3 +177,19 @@ def test_info_and_metrics(demo_server):
 def test_ignore_eos_gives_exact_lengths(demo_server):
     lengths = {generate(demo_server, p, max_new_tokens=40, ignore_eos=True)["details"]["generated_tokens"] for p in PROMPTS[:3]}
     assert lengths == {40}
+
+
+def test_decoder_input_details_top_n_and_best_of(demo_server):
+    prompt = "The list type"
+    prompt_ids = [t["id"] for t in httpx.post(f"{demo_server.url}/tokenize", json={"inputs": prompt}).json()]
+    body = generate(demo_server, prompt, max_new_tokens=6, decoder_input_details=True, top_n_tokens=3)
+    details = body["details"]
+    assert [t["id"] for t in details["prefill"]] == prompt_ids
+    assert details["prefill"][0]["logprob"] is None
+    assert all(t["logprob"] < 0 for t in details["prefill"][1:])
+    assert [len(top) for top in details["top_tokens"]] == [3] * 6
+    for token, top in zip(details["tokens"], details["top_tokens"], strict=True):
+        # Greedy: the chosen token is the most likely one.
+        assert top[0]["id"] == token["id"]
+    best = generate(demo_server, prompt, max_new_tokens=6, best_of=2, do_sample=True)
+    assert len(best["details"]["best_of_sequences"]) == 1
