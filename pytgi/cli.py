@@ -32,11 +32,25 @@ def parse_bool(text: str) -> bool:
 
 
 def base_type(annotation: str) -> type:
-    """'int | None' -> int. Config annotations are strings (postponed)."""
+    """'int | None' -> int, 'tuple[str, ...]' -> tuple. Config annotations are strings (postponed)."""
     name = annotation.replace(" | None", "").strip()
+    if name.startswith("tuple["):
+        return tuple
     if name.startswith("Literal") or name == "DType":
         return str
     return {"int": int, "float": float, "str": str, "bool": bool}[name]
+
+
+class AppendOverDefault(argparse.Action):
+    """A repeatable flag whose first use replaces the default (from the
+    environment) instead of appending to it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest)
+        items = current if isinstance(current, list) else []
+        items.append(values)
+        setattr(namespace, self.dest, items)
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +70,11 @@ def add_flag(group: argparse._ArgumentGroup, field: dataclasses.Field[Any]) -> N
     env_value = envs.get(env_name)
     default_text = "" if field.default is None else f" (default: {field.default})"
     help_text = f"{meta.get('help', '')}{default_text} [env: {env_name}]"
+    if kind is tuple:
+        # Repeatable flag; the environment variable holds a comma-separated list.
+        default = tuple(v.strip() for v in env_value.split(",") if v.strip()) if env_value else field.default
+        group.add_argument(*names, dest=field.name, action=AppendOverDefault, default=default, help=help_text)
+        return
     if kind is bool:
         default = parse_bool(env_value) if env_value is not None else field.default
         group.add_argument(*names, dest=field.name, type=parse_bool, nargs="?", const=True,
@@ -68,10 +87,15 @@ def add_flag(group: argparse._ArgumentGroup, field: dataclasses.Field[Any]) -> N
 
 def config_from_args(args: argparse.Namespace) -> EngineConfig:
     sections = {
-        name: section(**{f.name: getattr(args, f.name) for f in dataclasses.fields(section)})
+        name: section(**{f.name: arg_value(args, f.name) for f in dataclasses.fields(section)})
         for name, section in SECTIONS
     }
     return EngineConfig(**sections)
+
+
+def arg_value(args: argparse.Namespace, name: str) -> object:
+    value = getattr(args, name)
+    return tuple(value) if isinstance(value, list) else value
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -92,7 +116,15 @@ def serve(config: EngineConfig) -> None:
     host, port = config.server.hostname, config.server.port
     logger.info("serving %s on http://%s:%d (API docs at /docs)", built.model_info.model_id, host, port)
     try:
-        app = build_app(engine, version=__version__, compute_type=envs.compute_type())
+        server = config.server
+        app = build_app(
+            engine,
+            version=__version__,
+            compute_type=envs.compute_type(),
+            payload_limit=server.payload_limit,
+            api_key=server.api_key,
+            cors_allow_origins=server.cors_allow_origin,
+        )
         serve_http(app, host, port)
     finally:
         engine.shutdown()

@@ -90,6 +90,16 @@ class LimitsConfig:
 class ServerConfig:
     hostname: str = field(default="127.0.0.1", metadata=flag("Address to listen on."))
     port: int = field(default=8080, metadata=flag("Port to listen on.", short="-p"))
+    api_key: str | None = field(
+        default=None,
+        metadata=flag("Require `Authorization: Bearer <key>` on every route but health, info, metrics, docs."),
+    )
+    cors_allow_origin: tuple[str, ...] = field(
+        default=(),
+        metadata=flag("Origin allowed to call from a browser (repeat the flag; env: comma-separated). "
+                      "Default: none (TGI allows any)."),
+    )
+    payload_limit: int = field(default=2_000_000, metadata=flag("Largest request body in bytes (413 beyond)."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +115,7 @@ class EngineConfig:
     def __post_init__(self) -> None:
         check_positive(self.cache, "block_size", "max_batch_total_tokens")
         check_positive(self.scheduler, "max_batch_prefill_tokens", "max_batch_size")
+        check_positive(self.server, "payload_limit")
         check_positive(
             self.limits,
             "max_concurrent_requests",

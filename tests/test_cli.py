@@ -53,3 +53,16 @@ def test_launcher_alias_help():
     ).stdout
     for flag in ("--model-id", "--max-batch-prefill-tokens", "MAX_BATCH_TOTAL_TOKENS"):
         assert flag in out
+
+
+def test_repeatable_cors_flag_and_env(monkeypatch):
+    assert parse([]).server.cors_allow_origin == ()
+    monkeypatch.setenv("CORS_ALLOW_ORIGIN", "http://a.example, http://b.example")
+    assert parse([]).server.cors_allow_origin == ("http://a.example", "http://b.example")
+    config = parse(["--cors-allow-origin", "http://c.example", "--cors-allow-origin", "http://d.example"])
+    assert config.server.cors_allow_origin == ("http://c.example", "http://d.example")
+
+
+def test_api_key_and_payload_limit_flags():
+    config = parse(["--api-key", "s3cret", "--payload-limit", "1000"])
+    assert config.server.api_key == "s3cret" and config.server.payload_limit == 1000

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 
 from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,6 +18,7 @@ from pytgi.metrics.prometheus import CONTENT_TYPE, TgiMetrics
 from pytgi.server.errors import unhealthy_response
 from pytgi.server.extract import BodyRejection
 from pytgi.server.responses import json_bytes
+from pytgi.server.security import ApiKeyMiddleware
 from pytgi.server.state import ConcurrencyLimiter, ServerState
 from pytgi.server.tgi_routes import TgiRoutes
 
@@ -45,6 +47,8 @@ def build_app(
     compute_type: str | None = None,
     payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
     keepalive_interval_s: float = KEEPALIVE_INTERVAL_S,
+    api_key: str | None = None,
+    cors_allow_origins: tuple[str, ...] = (),
 ) -> FastAPI:
     """Build the HTTP app over `client`.
 
@@ -68,6 +72,17 @@ def build_app(
     app.add_exception_handler(BodyRejection, _body_rejection_handler)  # type: ignore[arg-type]
     app.include_router(ServiceRoutes(state).router())
     app.include_router(TgiRoutes(state).router())
+    if api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+    if cors_allow_origins:
+        # Added last, so it runs first: preflight requests carry no credentials.
+        # Unlike TGI (any origin when unset), no CORS headers unless origins are configured.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_allow_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "authorization"],
+        )
     return app
 
 
