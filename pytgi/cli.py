@@ -125,7 +125,7 @@ def serve(config: EngineConfig) -> None:
             api_key=server.api_key,
             cors_allow_origins=server.cors_allow_origin,
         )
-        serve_http(app, host, port)
+        serve_http(app, host, port, graceful_timeout_s=server.graceful_termination_timeout)
     finally:
         engine.shutdown()
 

@@ -41,6 +41,11 @@ class ModelConfig:
         default=None, metadata=flag("Hub cache folder (else HF_HUB_CACHE / HF_HOME rules).")
     )
     device: str | None = field(default=None, metadata=flag("cpu or cuda. Default: cuda when available."))
+    trust_remote_code: bool = field(
+        default=False, metadata=flag("Refused: pytgi never runs code shipped with a model.")
+    )
+    quantize: str | None = field(default=None, metadata=flag("Not supported yet: any value is refused."))
+    lora_adapters: str | None = field(default=None, metadata=flag("Not supported yet: any value is refused."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,14 @@ class SchedulerConfig:
         default=2048, metadata=flag("Token budget of one forward pass (prefill chunks + decodes).")
     )
     max_batch_size: int | None = field(default=None, metadata=flag("Most requests in one batch."))
+    speculate: int | None = field(default=None, metadata=flag("Not supported yet: any value is refused."))
+
+
+@dataclass(frozen=True, slots=True)
+class ParallelConfig:
+    num_shard: int | None = field(
+        default=None, metadata=flag("Devices to shard the model over. Only 1 is supported yet.")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,10 @@ class ServerConfig:
                       "Default: none (TGI allows any)."),
     )
     payload_limit: int = field(default=2_000_000, metadata=flag("Largest request body in bytes (413 beyond)."))
+    graceful_termination_timeout: int = field(
+        default=90,
+        metadata=flag("Seconds running requests get to finish after SIGTERM.", short="-g"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +126,15 @@ class EngineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
     def __post_init__(self) -> None:
+        refuse_unsupported(self)
         check_positive(self.cache, "block_size", "max_batch_total_tokens")
         check_positive(self.scheduler, "max_batch_prefill_tokens", "max_batch_size")
-        check_positive(self.server, "payload_limit")
+        check_positive(self.server, "payload_limit", "graceful_termination_timeout")
         check_positive(
             self.limits,
             "max_concurrent_requests",
@@ -144,6 +163,25 @@ SECTIONS: tuple[tuple[str, type], ...] = tuple(
     (f.name, f.type if isinstance(f.type, type) else globals()[str(f.type)])  # type: ignore[misc]
     for f in fields(EngineConfig)
 )
+
+
+def refuse_unsupported(config: EngineConfig) -> None:
+    """TGI launcher flags for features pytgi does not have yet fail at start,
+    with the reason, rather than being accepted and silently ignored."""
+    model = config.model
+    if model.trust_remote_code:
+        raise ConfigError("`--trust-remote-code` is refused: pytgi never runs code shipped with a model")
+    not_yet = {
+        "--quantize": model.quantize,
+        "--lora-adapters": model.lora_adapters,
+        "--speculate": config.scheduler.speculate,
+    }
+    for name, value in not_yet.items():
+        if value is not None:
+            raise ConfigError(f"`{name}` is not supported by pytgi yet. Given: {value}")
+    num_shard = config.parallel.num_shard
+    if num_shard is not None and num_shard != 1:
+        raise ConfigError(f"`--num-shard` > 1 is not supported by pytgi yet (one device). Given: {num_shard}")
 
 
 def check_positive(section: object, *names: str) -> None:

@@ -66,3 +66,31 @@ def test_repeatable_cors_flag_and_env(monkeypatch):
 def test_api_key_and_payload_limit_flags():
     config = parse(["--api-key", "s3cret", "--payload-limit", "1000"])
     assert config.server.api_key == "s3cret" and config.server.payload_limit == 1000
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--trust-remote-code"], "never runs code"),
+        (["--quantize", "gptq"], "`--quantize` is not supported by pytgi yet"),
+        (["--lora-adapters", "a,b"], "`--lora-adapters` is not supported"),
+        (["--speculate", "2"], "`--speculate` is not supported"),
+        (["--num-shard", "2"], "`--num-shard` > 1 is not supported"),
+    ],
+)
+def test_flags_for_missing_features_fail_at_start(argv, message):
+    with pytest.raises(Exception, match=message):
+        parse(argv)
+
+
+def test_one_shard_and_graceful_timeout_are_accepted():
+    config = parse(["--num-shard", "1", "-g", "5"])
+    assert config.parallel.num_shard == 1 and config.server.graceful_termination_timeout == 5
+
+
+def test_refused_flag_exits_with_a_message():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytgi", "serve", "--quantize", "awq"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "`--quantize` is not supported by pytgi yet" in result.stderr

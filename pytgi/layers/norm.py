@@ -37,3 +37,14 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)
+
+
+class OffsetRMSNorm(RMSNorm):
+    """Gemma's RMSNorm: x / rms(x) * (1 + weight), all in float32 before the cast
+    back (checkpoints store weight - 1, so a zero weight is the identity)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        variance = x32.pow(2).mean(-1, keepdim=True)
+        normed = x32 * torch.rsqrt(variance + self.eps)
+        return (normed * (1.0 + self.weight.float())).to(x.dtype)

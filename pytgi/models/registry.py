@@ -14,6 +14,8 @@ MODEL_CLASSES: dict[str, tuple[str, str]] = {
     "LlamaForCausalLM": ("pytgi.models.llama", "LlamaForCausalLM"),
     "MistralForCausalLM": ("pytgi.models.llama", "MistralForCausalLM"),
     "Qwen2ForCausalLM": ("pytgi.models.llama", "Qwen2ForCausalLM"),
+    "Qwen3ForCausalLM": ("pytgi.models.qwen3", "Qwen3ForCausalLM"),
+    "GemmaForCausalLM": ("pytgi.models.gemma", "GemmaForCausalLM"),
     "GPT2LMHeadModel": ("pytgi.models.gpt2", "GPT2LMHeadModel"),
 }
 

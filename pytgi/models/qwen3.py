@@ -1,0 +1,113 @@
+"""Qwen3: Llama's decoder with an RMSNorm over each query and key head.
+
+The per-head norms (`q_norm`, `k_norm`, weights of size head_dim) run after the
+Q/K projection and before RoPE. Everything else -- config dialect (Qwen2's
+per-layer sliding windows), fused projections, MLP, checkpoint names -- is
+Llama's/Qwen2's, except that q/k/v/o biases follow `attention_bias`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from pytgi.layers.attention import AttentionBackend, AttentionMetadata, LayerKVCache
+from pytgi.layers.embedding import Embedding, LMHead
+from pytgi.layers.norm import RMSNorm
+from pytgi.layers.rotary import RotaryEmbedding, apply_rotary
+from pytgi.models.interface import KVLayout, ModelShape
+from pytgi.models.llama import (
+    LlamaArgs,
+    LlamaAttention,
+    LlamaDecoderLayer,
+    LlamaForCausalLM,
+    LlamaMLP,
+    LlamaModel,
+    qwen2_args,
+)
+
+
+def qwen3_args(config: Mapping[str, Any]) -> LlamaArgs:
+    # Qwen2's window rules (`use_sliding_window`, `layer_types`, `max_window_layers`);
+    # unlike Qwen2, no fixed q/k/v bias: `attention_bias` sets q/k/v and o alike.
+    bias = bool(config.get("attention_bias", False))
+    return dataclasses.replace(qwen2_args(config), qkv_bias=bias, o_bias=bias)
+
+
+class Qwen3Attention(LlamaAttention):
+    def __init__(
+        self, args: LlamaArgs, layer_idx: int, dtype: torch.dtype, backend: AttentionBackend
+    ) -> None:
+        super().__init__(args, layer_idx, dtype, backend)
+        self.q_norm = RMSNorm(args.head_dim, args.rms_norm_eps, dtype=dtype)
+        self.k_norm = RMSNorm(args.head_dim, args.rms_norm_eps, dtype=dtype)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,  # [num_tokens, hidden]
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        meta: AttentionMetadata,
+        cache: LayerKVCache,
+    ) -> torch.Tensor:
+        num_tokens = hidden.shape[0]
+        qkv = self.qkv_proj(hidden)  # [num_tokens, q_size + 2 * kv_size]
+        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = self.q_norm(q.view(num_tokens, self.num_heads, self.head_dim))
+        k = self.k_norm(k.view(num_tokens, self.num_kv_heads, self.head_dim))
+        # [num_tokens, num_heads + num_kv_heads, head_dim]: one rotation for both.
+        qk = apply_rotary(torch.cat([q, k], dim=1), cos, sin)
+        q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
+        # [num_tokens, hidden]
+        return self.o_proj(self.attn(q, k, v, cache, meta))
+
+
+# The classes below keep Llama's forwards and checkpoint mapping; their
+# constructors skip Llama's (nn.Module.__init__ instead of super()) because
+# those hard-wire Llama's submodules, which would be allocated only to be
+# replaced -- on the GPU, for a real model.
+
+
+class Qwen3DecoderLayer(LlamaDecoderLayer):
+    def __init__(
+        self, args: LlamaArgs, layer_idx: int, dtype: torch.dtype, backend: AttentionBackend
+    ) -> None:
+        nn.Module.__init__(self)
+        self.input_layernorm = RMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
+        self.self_attn = Qwen3Attention(args, layer_idx, dtype, backend)
+        self.post_attention_layernorm = RMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
+        self.mlp = LlamaMLP(args, dtype)
+
+
+class Qwen3Model(LlamaModel):
+    def __init__(self, args: LlamaArgs, dtype: torch.dtype, backend: AttentionBackend) -> None:
+        nn.Module.__init__(self)
+        self.embed_tokens = Embedding(args.vocab_size, args.hidden_size, dtype=dtype)
+        self.rotary = RotaryEmbedding(args.rope)
+        self.layers = nn.ModuleList(
+            [Qwen3DecoderLayer(args, i, dtype, backend) for i in range(args.num_layers)]
+        )
+        self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
+
+
+class Qwen3ForCausalLM(LlamaForCausalLM):
+    parse_config = staticmethod(qwen3_args)
+
+    def __init__(self, args: LlamaArgs, dtype: torch.dtype, backend: AttentionBackend) -> None:
+        nn.Module.__init__(self)
+        self.args = args
+        self.model = Qwen3Model(args, dtype, backend)
+        self.lm_head = LMHead(args.hidden_size, args.vocab_size, dtype=dtype)
+        if args.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.kv_layout = KVLayout(args.num_layers, args.num_kv_heads, args.head_dim)
+        self.shape = ModelShape(
+            hidden_size=args.hidden_size,
+            intermediate_size=args.intermediate_size,
+            vocab_size=args.vocab_size,
+            max_position_embeddings=args.rope.max_position_embeddings,
+        )
