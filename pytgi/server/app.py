@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 
 from fastapi import APIRouter, FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -70,6 +71,7 @@ def build_app(
     app = FastAPI(title="Text Generation Inference (pytgi)", version=state.version)
     app.state.pytgi = state  # for route modules added later (OpenAI routes)
     app.add_exception_handler(BodyRejection, _body_rejection_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]
     app.include_router(ServiceRoutes(state).router())
     app.include_router(TgiRoutes(state).router())
     if api_key is not None:
@@ -88,6 +90,16 @@ def build_app(
 
 async def _body_rejection_handler(request: Request, exc: BodyRejection) -> Response:
     return exc.response()
+
+
+HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error_handler(request: Request, exc: StarletteHTTPException) -> Response:
+    """Routing errors (unknown path, wrong method) in the same JSON shape as every other error."""
+    body = {"error": str(exc.detail), "error_type": HTTP_ERROR_TYPES.get(exc.status_code, "http")}
+    return Response(json_bytes(body), status_code=exc.status_code, media_type="application/json",
+                    headers=exc.headers)
 
 
 class ServiceRoutes:

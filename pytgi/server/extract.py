@@ -1,9 +1,11 @@
 """Reading a JSON body the way TGI's (axum) `Json` extractor does.
 
-Its rejections are plain text, not TGI's error JSON:
-413 over the payload limit, 415 without a JSON content type, 400 for bytes that
-are not JSON, 422 for JSON of the wrong shape. Routes call `read_json`; the app
-maps `BodyRejection` to a response in one handler.
+Same status codes and message texts as TGI: 413 over the payload limit, 415
+without a JSON content type, 400 for bytes that are not JSON, 422 for JSON of
+the wrong shape. One deliberate difference: TGI answers these in plain text,
+pytgi in its usual `{"error", "error_type"}` JSON, because clients parse every
+error body as JSON (the `text-generation` client fails on plain text). Routes
+call `read_json`; the app maps `BodyRejection` to a response in one handler.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, TypeVar
 
 import pydantic
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -27,7 +29,16 @@ class BodyRejection(Exception):
         self.message = message
 
     def response(self) -> Response:
-        return PlainTextResponse(self.message, status_code=self.status)
+        body = {"error": self.message, "error_type": REJECTION_TYPES.get(self.status, "invalid_request")}
+        return JSONResponse(body, status_code=self.status)
+
+
+REJECTION_TYPES = {
+    400: "invalid_json",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation",
+}
 
 
 async def read_json(request: Request, model: type[M], payload_limit: int) -> M:

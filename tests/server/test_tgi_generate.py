@@ -258,12 +258,13 @@ def test_unexpected_engine_exception_is_a_generation_error() -> None:
 # --- JSON extractor rejections -----------------------------------------------------------------
 
 
-def test_malformed_json_is_400_plain_text() -> None:
+def test_malformed_json_is_400_json() -> None:
     client, engine = make_client()
     response = client.post("/generate", content=b'{"inputs": ', headers={"content-type": "application/json"})
     assert response.status_code == 400
-    assert response.headers["content-type"].startswith("text/plain")
-    assert response.text.startswith("Failed to parse the request body as JSON: ")
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"].startswith("Failed to parse the request body as JSON: ")
+    assert response.json()["error_type"] == "invalid_json"
     response = client.post(
         "/generate", content=b'{"inputs": NaN}', headers={"content-type": "application/json"}
     )
@@ -271,7 +272,7 @@ def test_malformed_json_is_400_plain_text() -> None:
     assert engine.requests == []
 
 
-def test_wrong_shape_is_422_plain_text() -> None:
+def test_wrong_shape_is_422_json() -> None:
     client, _ = make_client()
     cases = [
         ({"parameters": {}}, "missing field `inputs`"),
@@ -285,8 +286,8 @@ def test_wrong_shape_is_422_plain_text() -> None:
     for body, fragment in cases:
         response = client.post("/generate", json=body)
         assert response.status_code == 422, body
-        assert response.headers["content-type"].startswith("text/plain")
-        assert response.text.startswith(
+        assert response.json()["error_type"] == "validation"
+        assert response.json()["error"].startswith(
             "Failed to deserialize the JSON body into the target type: " + fragment
         )
 
@@ -295,7 +296,10 @@ def test_missing_content_type_is_415() -> None:
     client, _ = make_client()
     response = client.post("/generate", content=b'{"inputs": "x"}')
     assert response.status_code == 415
-    assert response.text == "Expected request with `Content-Type: application/json`"
+    assert response.json() == {
+        "error": "Expected request with `Content-Type: application/json`",
+        "error_type": "unsupported_media_type",
+    }
     ok = client.post(
         "/generate", content=b'{"inputs": "x"}', headers={"content-type": "application/json; charset=utf-8"}
     )
@@ -306,7 +310,20 @@ def test_payload_limit_is_413() -> None:
     client, _ = make_client(payload_limit=100)
     response = client.post("/generate", json={"inputs": "x" * 200})
     assert response.status_code == 413
-    assert response.text == "Failed to buffer the request body: length limit exceeded"
+    assert response.json() == {
+        "error": "Failed to buffer the request body: length limit exceeded",
+        "error_type": "payload_too_large",
+    }
+
+
+def test_unknown_route_and_wrong_method_are_json() -> None:
+    client, _ = make_client()
+    missing = client.post("/nope", json={})
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "Not Found", "error_type": "not_found"}
+    wrong = client.get("/generate")
+    assert wrong.status_code == 405
+    assert wrong.json() == {"error": "Method Not Allowed", "error_type": "method_not_allowed"}
 
 
 def test_unknown_fields_are_ignored() -> None:
