@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pytgi import __version__, envs
+from pytgi import __version__, envs, logs
 from pytgi.config import SECTIONS, EngineConfig
 from pytgi.errors import ConfigError
 
@@ -131,7 +131,6 @@ def serve(config: EngineConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = "pytgi"
     if argv and argv[0] == "serve":
@@ -140,8 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(prog)
     add_config_flags(parser)
     args = parser.parse_args(argv)
+    logs.configure(json_output=args.json_output)
     try:
         config = config_from_args(args)
+        if config.server.env:
+            for key, value in logs.runtime_report().items():
+                logger.info("env %s: %s", key, value)
         serve(config)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

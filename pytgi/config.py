@@ -113,6 +113,8 @@ class ServerConfig:
                       "Default: none (TGI allows any)."),
     )
     payload_limit: int = field(default=2_000_000, metadata=flag("Largest request body in bytes (413 beyond)."))
+    json_output: bool = field(default=False, metadata=flag("Log one JSON object per line."))
+    env: bool = field(default=False, metadata=flag("Print the runtime environment at start.", short="-e"))
     graceful_termination_timeout: int = field(
         default=90,
         metadata=flag("Seconds running requests get to finish after SIGTERM.", short="-g"),

@@ -94,3 +94,17 @@ def test_refused_flag_exits_with_a_message():
     )
     assert result.returncode == 2
     assert "`--quantize` is not supported by pytgi yet" in result.stderr
+
+
+
+def test_json_formatter_and_runtime_report():
+    import json
+    import logging
+
+    from pytgi.logs import JsonFormatter, runtime_report
+
+    record = logging.LogRecord("pytgi.x", logging.INFO, __file__, 1, "loaded %s", ("m",), None)
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "INFO" and entry["message"] == "loaded m" and entry["target"] == "pytgi.x"
+    report = runtime_report()
+    assert report["torch"].startswith("2.13") and "python" in report

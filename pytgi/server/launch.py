@@ -53,5 +53,7 @@ def serve(
         timeout_graceful_shutdown=graceful_timeout_s,
         server_header=False,
         lifespan="on",
+        # Keep the process's logging set-up (pytgi.logs: human or JSON lines).
+        log_config=None,
     )
     _Server(config).run()
