@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from pytgi.config import ServingLimits
@@ -23,6 +23,7 @@ from pytgi.engine.client import EngineStats, ModelInfo, TokenSpan
 from pytgi.engine.engine import Engine
 from pytgi.engine.input_processor import InputProcessor, ProcessedRequest
 from pytgi.errors import GenerationError
+from pytgi.metrics.stats import StepStats
 from pytgi.protocol import GenerationRequest, RequestOutput, SamplingParams, StoppingParams
 from pytgi.tokenizer.tokenizer import Tokenizer
 
@@ -136,6 +137,9 @@ class AsyncEngine:
             kv_blocks_in_use=kv.num_blocks_in_use,
             max_batch_total_tokens=self._limits.max_batch_total_tokens,
         )
+
+    def add_step_observer(self, observer: Callable[[StepStats], None]) -> None:
+        self._engine.step_observers.append(observer)
 
     # ---- internals -------------------------------------------------------------
     async def _probe(self) -> bool:

@@ -6,11 +6,12 @@ The server depends only on `EngineClient`; the real implementation is
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from pytgi.config import ServingLimits
+from pytgi.metrics.stats import StepStats
 from pytgi.protocol import GenerationRequest, RequestOutput
 
 
@@ -76,3 +77,8 @@ class EngineClient(Protocol):
         ...
 
     def stats(self) -> EngineStats: ...
+
+    def add_step_observer(self, observer: Callable[[StepStats], None]) -> None:
+        """Call `observer` after every engine step (from the engine's thread:
+        it must be quick and must not block)."""
+        ...

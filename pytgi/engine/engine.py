@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pytgi.engine.input_processor import ProcessedRequest
 from pytgi.engine.output_processor import OutputProcessor
+from pytgi.metrics.stats import StepStats
 from pytgi.protocol import FinishReason, RequestOutput
 from pytgi.scheduler.request import Request
 from pytgi.scheduler.scheduler import Scheduler
@@ -54,6 +56,7 @@ class Engine:
         self.eos_token_ids = eos_token_ids
         self.counters = StepCounters()
         self.last_step_failed = False
+        self.step_observers: list[Callable[[StepStats], None]] = []
 
     def add(self, processed: ProcessedRequest, arrived_s: float | None = None) -> None:
         request = processed.request
@@ -79,20 +82,45 @@ class Engine:
         return self.scheduler.has_work()
 
     def step(self) -> StepOutputs:
+        started = time.monotonic()
         step = self.scheduler.schedule()
         if step.is_empty:
             return StepOutputs()
-        now = time.monotonic()
         for chunk in step.chunks:
-            self.output_processor.mark_scheduled(chunk.request_id, now)
+            self.output_processor.mark_scheduled(chunk.request_id, started)
+        forward_started = time.monotonic()
         try:
             result = self.executor.execute(step)
         except Exception as error:  # a failed forward fails its requests, not the engine
             logger.exception("model step failed")
-            return self._fail_step(step, error)
+            failed = self._fail_step(step, error)
+            self._observe(step, started, forward_started, time.monotonic(), ok=False)
+            return failed
+        forward_done = time.monotonic()
         self.last_step_failed = False
         self._count(step)
-        return StepOutputs(outputs=self._outputs(step, result))
+        outputs = StepOutputs(outputs=self._outputs(step, result))
+        self._observe(step, started, forward_started, forward_done, ok=True)
+        return outputs
+
+    def _observe(
+        self, step: SchedulerOutput, started: float, forward_started: float, forward_done: float, ok: bool
+    ) -> None:
+        if not self.step_observers:
+            return
+        now = time.monotonic()
+        stats = StepStats(
+            method="prefill" if any(len(c.token_ids) > 1 for c in step.chunks) else "decode",
+            num_requests=len(step.chunks),
+            num_new_requests=len(step.new_requests),
+            num_tokens=step.num_tokens,
+            forward_s=forward_done - forward_started,
+            outputs_s=now - forward_done,
+            total_s=now - started,
+            ok=ok,
+        )
+        for observer in self.step_observers:
+            observer(stats)
 
     def _outputs(self, step: SchedulerOutput, result: StepResult) -> list[RequestOutput]:
         if result.prompt_logprobs:

@@ -24,7 +24,7 @@ from prometheus_client.utils import floatToGoString
 
 from pytgi.config import ServingLimits
 from pytgi.engine.client import EngineStats
-from pytgi.metrics.stats import RequestDurations
+from pytgi.metrics.stats import RequestDurations, StepStats
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
@@ -69,6 +69,79 @@ class Histogram:
         return HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=self.total)
 
 
+class LabeledHistograms:
+    """One histogram per value of a single label (TGI's `{method}` histograms)."""
+
+    def __init__(self, name: str, documentation: str, label: str, bounds: Sequence[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self.bounds = tuple(bounds)
+        self._by_value: dict[str, Histogram] = {}
+
+    def observe(self, label_value: str, value: float) -> None:
+        histogram = self._by_value.get(label_value)
+        if histogram is None:
+            histogram = self._by_value[label_value] = Histogram(self.name, self.documentation, self.bounds)
+        histogram.observe(value)
+
+    def family(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        for label_value, histogram in sorted(self._by_value.items()):
+            single = histogram.family().samples
+            buckets = [(s.labels["le"], s.value) for s in single if s.name.endswith("_bucket")]
+            family.add_metric([label_value], buckets, sum_value=histogram.total)
+        return family
+
+
+class BatchMetrics:
+    """TGI's batch-level metrics, fed by the engine after every step.
+
+    `record_step` runs on the engine thread while scrapes run on the event
+    loop; each update is a few integer/float increments under the GIL, so a
+    scrape sees every step either before or after (at worst mid-step)."""
+
+    def __init__(self) -> None:
+        durations = duration_buckets()
+        self.counts: dict[tuple[str, str], int] = {}
+        self._histograms = [
+            LabeledHistograms(name, doc, "method", durations)
+            for name, doc in (
+                ("tgi_batch_forward_duration", "Model forward and sampling per step (s)"),
+                ("tgi_batch_decode_duration", "Detokenization and outputs per step (s)"),
+                ("tgi_batch_inference_duration", "Whole engine step (s)"),
+            )
+        ]
+        self.next_size = Histogram("tgi_batch_next_size", "Requests joining the batch per step",
+                                   tuple(float(n) for n in range(1, 1025)))
+
+    def record_step(self, stats: StepStats) -> None:
+        outcome = "success" if stats.ok else "failure"
+        for key in (("count", stats.method), (outcome, stats.method)):
+            self.counts[key] = self.counts.get(key, 0) + 1
+        forward, decode, inference = self._histograms
+        forward.observe(stats.method, stats.forward_s)
+        if stats.ok:
+            decode.observe(stats.method, stats.outputs_s)
+        inference.observe(stats.method, stats.total_s)
+        if stats.num_new_requests:
+            self.next_size.observe(float(stats.num_new_requests))
+
+    def collect(self) -> Iterator[Metric]:
+        for kind, name, doc in (
+            ("count", "tgi_batch_inference_count", "Engine steps, by method"),
+            ("success", "tgi_batch_inference_success", "Engine steps that worked, by method"),
+            ("failure", "tgi_batch_inference_failure", "Engine steps that failed, by method"),
+        ):
+            values: dict[tuple[tuple[str, str], ...], int] = {
+                (("method", m),): n for (k, m), n in sorted(self.counts.items()) if k == kind
+            }
+            yield _counter(name, doc, values)
+        for histogram in self._histograms:
+            yield histogram.family()
+        yield self.next_size.family()
+
+
 class TgiMetrics:
     """Request-level counters and histograms, and engine gauges read at scrape time.
 
@@ -111,6 +184,7 @@ class TgiMetrics:
                 ),
             )
         }
+        self.batch = BatchMetrics()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)  # type: ignore[arg-type]  # duck-typed Collector
 
@@ -162,6 +236,7 @@ class TgiMetrics:
             yield GaugeMetricFamily(name, doc, value=value)
         for histogram in self._histograms.values():
             yield histogram.family()
+        yield from self.batch.collect()
 
     def render(self) -> bytes:
         return render(self.registry)

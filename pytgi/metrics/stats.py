@@ -19,3 +19,22 @@ class RequestDurations:
     queue_s: float
     inference_s: float
     time_per_token_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepStats:
+    """One engine step, as TGI's batch metrics see it.
+
+    `method` is "prefill" when any chunk of the step is a prompt chunk, else
+    "decode". forward = the model and sampling; outputs = detokenization, stop
+    strings and building outputs (TGI's "decode" duration); total = the whole step.
+    """
+
+    method: str
+    num_requests: int
+    num_new_requests: int
+    num_tokens: int
+    forward_s: float
+    outputs_s: float
+    total_s: float
+    ok: bool

@@ -68,6 +68,7 @@ def build_app(
         payload_limit=payload_limit,
         keepalive_interval_s=keepalive_interval_s,
     )
+    client.add_step_observer(state.metrics.batch.record_step)
     app = FastAPI(title="Text Generation Inference (pytgi)", version=state.version)
     app.state.pytgi = state  # for route modules added later (OpenAI routes)
     app.add_exception_handler(BodyRejection, _body_rejection_handler)  # type: ignore[arg-type]

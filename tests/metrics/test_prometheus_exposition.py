@@ -145,3 +145,26 @@ def test_each_instance_has_its_own_registry() -> None:
 def test_linear_buckets_small_limits() -> None:
     assert linear_buckets(50)[:2] == (0.5, 1.0)
     assert len(linear_buckets(50)) == 100
+
+
+def test_batch_metrics_from_engine_steps() -> None:
+    from fake_engine import FakeEngine
+    from server_harness import make_client
+
+    from pytgi.metrics.stats import StepStats
+
+    engine = FakeEngine()
+    client, _ = make_client(engine)
+    assert len(engine.step_observers) == 1
+    observe = engine.step_observers[0]
+    observe(StepStats("prefill", 2, 2, 40, 0.02, 0.001, 0.03, ok=True))
+    observe(StepStats("decode", 2, 0, 2, 0.005, 0.001, 0.007, ok=True))
+    observe(StepStats("decode", 2, 0, 2, 0.005, 0.0, 0.006, ok=False))
+    text = client.get("/metrics").text
+    assert 'tgi_batch_inference_count{method="decode"} 2' in text
+    assert 'tgi_batch_inference_count{method="prefill"} 1' in text
+    assert 'tgi_batch_inference_success{method="decode"} 1' in text
+    assert 'tgi_batch_inference_failure{method="decode"} 1' in text
+    assert 'tgi_batch_forward_duration_count{method="decode"} 2' in text
+    assert 'tgi_batch_inference_duration_bucket{method="prefill",le="+Inf"} 1' in text
+    assert 'tgi_batch_next_size_count 1' in text

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pytgi.config import ServingLimits
 from pytgi.engine.client import EngineStats, ModelInfo, TokenSpan
 from pytgi.errors import GenerationError, ValidationError
+from pytgi.metrics.stats import StepStats
 from pytgi.protocol import FinishReason, GenerationRequest, RequestOutput, RequestTimings, Token
 
 EOS_TEXT = "</s>"
@@ -85,6 +86,7 @@ class FakeEngine:
         self.script = script or FakeScript()
         self.script_for = script_for
         self.healthy = healthy
+        self.step_observers: list[Callable[[StepStats], None]] = []
         self.requests: list[GenerationRequest] = []
         self.aborted: list[str] = []
         self.finished: list[str] = []
@@ -114,6 +116,9 @@ class FakeEngine:
 
     async def check_health(self) -> bool:
         return self.healthy
+
+    def add_step_observer(self, observer: Callable[[StepStats], None]) -> None:
+        self.step_observers.append(observer)
 
     def stats(self) -> EngineStats:
         return EngineStats(
