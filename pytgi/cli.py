@@ -104,14 +104,31 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def log_compatibility_flags(config: EngineConfig) -> None:
+    """TGI flags that pytgi accepts but that change nothing here say so at start."""
+    defaults = EngineConfig()
+    if config.scheduler.waiting_served_ratio != defaults.scheduler.waiting_served_ratio:
+        logger.warning("--waiting-served-ratio has no effect: pytgi always batches with chunked prefill")
+    if config.scheduler.max_waiting_tokens != defaults.scheduler.max_waiting_tokens:
+        logger.warning("--max-waiting-tokens has no effect: pytgi always batches with chunked prefill")
+
+
 def serve(config: EngineConfig) -> None:
     from pytgi.engine.async_engine import AsyncEngine
     from pytgi.engine.builder import build_engine
     from pytgi.server.app import build_app
     from pytgi.server.launch import serve as serve_http
 
+    log_compatibility_flags(config)
     built = build_engine(config)
-    engine = AsyncEngine(built.engine, built.input_processor, built.tokenizer, built.model_info, built.limits)
+    engine = AsyncEngine(
+        built.engine,
+        built.input_processor,
+        built.tokenizer,
+        built.model_info,
+        built.limits,
+        num_validation_workers=config.server.validation_workers,
+    )
     engine.start()
     host, port = config.server.hostname, config.server.port
     logger.info("serving %s on http://%s:%d (API docs at /docs)", built.model_info.model_id, host, port)
@@ -124,6 +141,7 @@ def serve(config: EngineConfig) -> None:
             payload_limit=server.payload_limit,
             api_key=server.api_key,
             cors_allow_origins=server.cors_allow_origin,
+            validation_workers=server.validation_workers,
         )
         serve_http(app, host, port, graceful_timeout_s=server.graceful_termination_timeout)
     finally:

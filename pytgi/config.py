@@ -45,6 +45,9 @@ class ModelConfig:
         default=False, metadata=flag("Refused: pytgi never runs code shipped with a model.")
     )
     quantize: str | None = field(default=None, metadata=flag("Not supported yet: any value is refused."))
+    tokenizer_config_path: str | None = field(
+        default=None, metadata=flag("A tokenizer_config.json to use instead of the model's.")
+    )
     lora_adapters: str | None = field(default=None, metadata=flag("Not supported yet: any value is refused."))
 
 
@@ -72,6 +75,14 @@ class SchedulerConfig:
     )
     max_batch_size: int | None = field(default=None, metadata=flag("Most requests in one batch."))
     speculate: int | None = field(default=None, metadata=flag("Not supported yet: any value is refused."))
+    waiting_served_ratio: float = field(
+        default=0.3,
+        metadata=flag("Accepted for TGI compatibility; without effect, as in TGI with chunked prefill."),
+    )
+    max_waiting_tokens: int = field(
+        default=20,
+        metadata=flag("Accepted for TGI compatibility; without effect, as in TGI with chunked prefill."),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +124,13 @@ class ServerConfig:
                       "Default: none (TGI allows any)."),
     )
     payload_limit: int = field(default=2_000_000, metadata=flag("Largest request body in bytes (413 beyond)."))
+    validation_workers: int = field(
+        default=2, metadata=flag("Threads that tokenize and validate requests off the event loop.")
+    )
+    enable_prefill_logprobs: bool = field(
+        default=False,
+        metadata=flag("Accepted for TGI compatibility: pytgi computes prompt logprobs whenever asked."),
+    )
     json_output: bool = field(default=False, metadata=flag("Log one JSON object per line."))
     env: bool = field(default=False, metadata=flag("Print the runtime environment at start.", short="-e"))
     graceful_termination_timeout: int = field(
@@ -136,7 +154,7 @@ class EngineConfig:
         refuse_unsupported(self)
         check_positive(self.cache, "block_size", "max_batch_total_tokens")
         check_positive(self.scheduler, "max_batch_prefill_tokens", "max_batch_size")
-        check_positive(self.server, "payload_limit", "graceful_termination_timeout")
+        check_positive(self.server, "payload_limit", "graceful_termination_timeout", "validation_workers")
         check_positive(
             self.limits,
             "max_concurrent_requests",

@@ -108,3 +108,14 @@ def test_json_formatter_and_runtime_report():
     assert entry["level"] == "INFO" and entry["message"] == "loaded m" and entry["target"] == "pytgi.x"
     report = runtime_report()
     assert report["torch"].startswith("2.13") and "python" in report
+
+
+def test_compatibility_flags_and_validation_workers():
+    config = parse([
+        "--validation-workers", "3", "--enable-prefill-logprobs", "--waiting-served-ratio", "1.2",
+        "--max-waiting-tokens", "10", "--tokenizer-config-path", "/x/tokenizer_config.json",
+    ])
+    assert config.server.validation_workers == 3 and config.server.enable_prefill_logprobs
+    assert config.model.tokenizer_config_path == "/x/tokenizer_config.json"
+    with pytest.raises(Exception, match="`validation_workers` must be > 0"):
+        parse(["--validation-workers", "0"])

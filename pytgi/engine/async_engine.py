@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pytgi.config import ServingLimits
@@ -56,6 +57,7 @@ class AsyncEngine:
         tokenizer: Tokenizer,
         model_info: ModelInfo,
         limits: ServingLimits,
+        num_validation_workers: int = 2,
     ) -> None:
         self._engine = engine
         self._input = input_processor
@@ -67,6 +69,8 @@ class AsyncEngine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._thread_error: BaseException | None = None
+        # TGI's validation workers: tokenization and length checks, off the event loop.
+        self._validation_pool = ThreadPoolExecutor(num_validation_workers, thread_name_prefix="pytgi-validation")
 
     # ---- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -79,6 +83,7 @@ class AsyncEngine:
         self._inbox.put(None)
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self._validation_pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- EngineClient ----------------------------------------------------------
     @property
@@ -92,7 +97,7 @@ class AsyncEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[RequestOutput]:
         arrived_s = time.monotonic()
         loop = asyncio.get_running_loop()
-        processed = await loop.run_in_executor(None, self._input.process, request)
+        processed = await loop.run_in_executor(self._validation_pool, self._input.process, request)
         sink: asyncio.Queue[RequestOutput | Exception] = asyncio.Queue()
         request_id = request.request_id
         self._inbox.put(_Add(processed, arrived_s, sink, loop))
@@ -113,7 +118,7 @@ class AsyncEngine:
 
     async def tokenize(self, text: str) -> list[TokenSpan]:
         loop = asyncio.get_running_loop()
-        encoded = await loop.run_in_executor(None, self._tokenizer.encode_with_offsets, text)
+        encoded = await loop.run_in_executor(self._validation_pool, self._tokenizer.encode_with_offsets, text)
         raw = text.encode("utf-8", "surrogatepass")
         return [
             TokenSpan(t.id, raw[t.start : t.stop].decode("utf-8", "replace"), t.start, t.stop)

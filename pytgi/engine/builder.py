@@ -80,7 +80,8 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     from pytgi.executor.model_runner import create_model_runner
 
     model_id, model_dir = resolve_model(config)
-    tokenizer = Tokenizer(model_dir)
+    config_path = config.model.tokenizer_config_path
+    tokenizer = Tokenizer(model_dir, Path(config_path) if config_path is not None else None)
     runner = create_model_runner(
         model_dir,
         dtype=config.model.dtype,

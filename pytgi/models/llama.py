@@ -115,6 +115,7 @@ class LlamaAttention(nn.Module):
         self.num_heads = args.num_heads
         self.num_kv_heads = args.num_kv_heads
         self.head_dim = args.head_dim
+        self.rotary_dim = args.rope.rotary_dim  # < head_dim: RoPE on the first rotary_dim only
         self.q_size = args.num_heads * args.head_dim
         self.kv_size = args.num_kv_heads * args.head_dim
         sizes = (self.q_size, self.kv_size, self.kv_size)
@@ -143,10 +144,19 @@ class LlamaAttention(nn.Module):
         qk = qkv[:, : self.q_size + self.kv_size].view(
             num_tokens, self.num_heads + self.num_kv_heads, self.head_dim
         )
-        q, k = apply_rotary(qk, cos, sin).split([self.num_heads, self.num_kv_heads], dim=1)
+        q, k = rotate(qk, cos, sin, self.rotary_dim).split([self.num_heads, self.num_kv_heads], dim=1)
         v = qkv[:, self.q_size + self.kv_size :]
         # [num_tokens, hidden]
         return self.o_proj(self.attn(q, k, v, cache, meta))
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int) -> torch.Tensor:
+    """x [num_tokens, num_heads, head_dim] with RoPE on the first `rotary_dim`
+    channels of each head; the rest pass through (partial_rotary_factor < 1)."""
+    if rotary_dim == x.shape[-1]:
+        return apply_rotary(x, cos, sin)
+    rotated = apply_rotary(x[..., :rotary_dim], cos, sin)
+    return torch.cat([rotated, x[..., rotary_dim:]], dim=-1)
 
 
 class LlamaMLP(nn.Module):

@@ -62,8 +62,10 @@ def check_all_filled(
     for param_name in params:
         owner = model.get_submodule(param_name.rsplit(".", 1)[0]) if "." in param_name else model
         num_shards = len(owner.out_sizes) if isinstance(owner, Linear) else 1
+        if (param_name, None) in filled:
+            continue  # filled whole: a checkpoint that stores the fusion itself (Phi-3)
         if num_shards == 1:
-            if (param_name, None) not in filled and (param_name, 0) not in filled:
+            if (param_name, 0) not in filled:
                 missing.append(param_name)
             continue
         missing += [f"{param_name}[{i}]" for i in range(num_shards) if (param_name, i) not in filled]

@@ -24,7 +24,6 @@ from pytgi.server.state import ConcurrencyLimiter, ServerState
 from pytgi.server.tgi_routes import TgiRoutes
 
 ROUTER_NAME = "text-generation-router"
-VALIDATION_WORKERS = 2  # reported by /info; tokenization runs in the engine
 DEFAULT_PAYLOAD_LIMIT = 2_000_000  # bytes, TGI's --payload-limit default
 KEEPALIVE_INTERVAL_S = 15.0
 
@@ -50,6 +49,7 @@ def build_app(
     keepalive_interval_s: float = KEEPALIVE_INTERVAL_S,
     api_key: str | None = None,
     cors_allow_origins: tuple[str, ...] = (),
+    validation_workers: int = 2,
 ) -> FastAPI:
     """Build the HTTP app over `client`.
 
@@ -67,6 +67,7 @@ def build_app(
         compute_type=compute_type or default_compute_type(client.model_info.device),
         payload_limit=payload_limit,
         keepalive_interval_s=keepalive_interval_s,
+        validation_workers=validation_workers,
     )
     client.add_step_observer(state.metrics.batch.record_step)
     app = FastAPI(title="Text Generation Inference (pytgi)", version=state.version)
@@ -134,7 +135,7 @@ class ServiceRoutes:
             "max_stop_sequences": limits.max_stop_sequences,
             "max_input_tokens": limits.max_input_tokens,
             "max_total_tokens": limits.max_total_tokens,
-            "validation_workers": VALIDATION_WORKERS,
+            "validation_workers": self.state.validation_workers,
             "max_client_batch_size": limits.max_client_batch_size,
             "router": ROUTER_NAME,
             "version": self.state.version,

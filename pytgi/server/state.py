@@ -50,3 +50,4 @@ class ServerState:
     compute_type: str
     payload_limit: int
     keepalive_interval_s: float
+    validation_workers: int

@@ -40,3 +40,13 @@ def test_incremental_decode_matches_full_decode(tokenizer, text):
         assert "\ufffd" not in piece
         pieces.append(piece)
     assert "".join(pieces) == tokenizer.decode(generated)
+
+
+def test_tokenizer_config_path_overrides_the_models(tmp_path):
+    import json
+
+    folder = build_tokenizer(tmp_path / "model")
+    override = tmp_path / "override.json"
+    override.write_text(json.dumps({"eos_token": "<|im_end|>", "model_max_length": 64}))
+    tokenizer = Tokenizer(folder, override)
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.model_max_length == 64
