@@ -15,19 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
-from pytgi.layers.attention import AttentionBackend
-from pytgi.layers.embedding import Embedding, LMHead
+from pytgi.layers.embedding import Embedding
 from pytgi.layers.norm import OffsetRMSNorm
-from pytgi.layers.rotary import RotaryEmbedding
-from pytgi.models.interface import KVLayout, ModelShape
 from pytgi.models.llama import (
     LlamaArgs,
-    LlamaAttention,
     LlamaDecoderLayer,
     LlamaForCausalLM,
-    LlamaMLP,
     LlamaModel,
     llama_args,
 )
@@ -50,34 +44,6 @@ def gemma_args(config: Mapping[str, Any]) -> LlamaArgs:
     )
 
 
-# The classes below keep Llama's forwards and checkpoint mapping; their
-# constructors skip Llama's (nn.Module.__init__ instead of super()) because
-# those hard-wire Llama's submodules, which would be allocated only to be
-# replaced -- on the GPU, for a real model.
-
-
-class GemmaDecoderLayer(LlamaDecoderLayer):
-    def __init__(
-        self, args: LlamaArgs, layer_idx: int, dtype: torch.dtype, backend: AttentionBackend
-    ) -> None:
-        nn.Module.__init__(self)
-        self.input_layernorm = OffsetRMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
-        self.self_attn = LlamaAttention(args, layer_idx, dtype, backend)
-        self.post_attention_layernorm = OffsetRMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
-        self.mlp = LlamaMLP(args, dtype)
-
-
-class GemmaModel(LlamaModel):
-    def __init__(self, args: LlamaArgs, dtype: torch.dtype, backend: AttentionBackend) -> None:
-        nn.Module.__init__(self)
-        self.embed_tokens = ScaledEmbedding(args.vocab_size, args.hidden_size, dtype=dtype)
-        self.rotary = RotaryEmbedding(args.rope)
-        self.layers = nn.ModuleList(
-            [GemmaDecoderLayer(args, i, dtype, backend) for i in range(args.num_layers)]
-        )
-        self.norm = OffsetRMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
-
-
 class ScaledEmbedding(Embedding):
     """Rows times sqrt(dim), the factor rounded to the table's dtype first."""
 
@@ -86,20 +52,16 @@ class ScaledEmbedding(Embedding):
         return rows * torch.tensor(self.dim**0.5, dtype=rows.dtype)
 
 
+class GemmaDecoderLayer(LlamaDecoderLayer):
+    norm_cls = OffsetRMSNorm
+
+
+class GemmaModel(LlamaModel):
+    embedding_cls = ScaledEmbedding
+    layer_cls = GemmaDecoderLayer
+    norm_cls = OffsetRMSNorm
+
+
 class GemmaForCausalLM(LlamaForCausalLM):
     parse_config = staticmethod(gemma_args)
-
-    def __init__(self, args: LlamaArgs, dtype: torch.dtype, backend: AttentionBackend) -> None:
-        nn.Module.__init__(self)
-        self.args = args
-        self.model = GemmaModel(args, dtype, backend)
-        self.lm_head = LMHead(args.hidden_size, args.vocab_size, dtype=dtype)
-        if args.tie_word_embeddings:
-            self.lm_head.weight = self.model.embed_tokens.weight
-        self.kv_layout = KVLayout(args.num_layers, args.num_kv_heads, args.head_dim)
-        self.shape = ModelShape(
-            hidden_size=args.hidden_size,
-            intermediate_size=args.intermediate_size,
-            vocab_size=args.vocab_size,
-            max_position_embeddings=args.rope.max_position_embeddings,
-        )
+    model_cls = GemmaModel

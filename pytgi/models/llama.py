@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -184,15 +184,24 @@ def gated(hidden_act: str) -> Callable[[torch.Tensor], torch.Tensor]:
     return act_and_mul
 
 
+# The classes below name their submodules' classes as class attributes, so that a
+# family that differs in one piece (Qwen3's attention, Gemma's norms and
+# embeddings) overrides that attribute instead of the constructor.
+
+
 class LlamaDecoderLayer(nn.Module):
+    norm_cls: ClassVar[type[RMSNorm]] = RMSNorm
+    attention_cls: ClassVar[type[LlamaAttention]] = LlamaAttention
+    mlp_cls: ClassVar[type[LlamaMLP]] = LlamaMLP
+
     def __init__(
         self, args: LlamaArgs, layer_idx: int, dtype: torch.dtype, backend: AttentionBackend
     ) -> None:
         super().__init__()
-        self.input_layernorm = RMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
-        self.self_attn = LlamaAttention(args, layer_idx, dtype, backend)
-        self.post_attention_layernorm = RMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
-        self.mlp = LlamaMLP(args, dtype)
+        self.input_layernorm = self.norm_cls(args.hidden_size, args.rms_norm_eps, dtype=dtype)
+        self.self_attn = self.attention_cls(args, layer_idx, dtype, backend)
+        self.post_attention_layernorm = self.norm_cls(args.hidden_size, args.rms_norm_eps, dtype=dtype)
+        self.mlp = self.mlp_cls(args, dtype)
 
     def forward(
         self,
@@ -207,14 +216,16 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
+    embedding_cls: ClassVar[type[Embedding]] = Embedding
+    layer_cls: ClassVar[type[LlamaDecoderLayer]] = LlamaDecoderLayer
+    norm_cls: ClassVar[type[RMSNorm]] = RMSNorm
+
     def __init__(self, args: LlamaArgs, dtype: torch.dtype, backend: AttentionBackend) -> None:
         super().__init__()
-        self.embed_tokens = Embedding(args.vocab_size, args.hidden_size, dtype=dtype)
+        self.embed_tokens = self.embedding_cls(args.vocab_size, args.hidden_size, dtype=dtype)
         self.rotary = RotaryEmbedding(args.rope)
-        self.layers = nn.ModuleList(
-            [LlamaDecoderLayer(args, i, dtype, backend) for i in range(args.num_layers)]
-        )
-        self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
+        self.layers = nn.ModuleList([self.layer_cls(args, i, dtype, backend) for i in range(args.num_layers)])
+        self.norm = self.norm_cls(args.hidden_size, args.rms_norm_eps, dtype=dtype)
 
     def forward(
         self,
@@ -232,11 +243,12 @@ class LlamaModel(nn.Module):
 
 class LlamaForCausalLM(nn.Module):
     parse_config: Callable[[Mapping[str, Any]], LlamaArgs] = staticmethod(llama_args)
+    model_cls: ClassVar[type[LlamaModel]] = LlamaModel
 
     def __init__(self, args: LlamaArgs, dtype: torch.dtype, backend: AttentionBackend) -> None:
         super().__init__()
         self.args = args
-        self.model = LlamaModel(args, dtype, backend)
+        self.model = self.model_cls(args, dtype, backend)
         self.lm_head = LMHead(args.hidden_size, args.vocab_size, dtype=dtype)
         if args.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight

@@ -13,19 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
 from pytgi.layers.attention import AttentionBackend, AttentionMetadata, LayerKVCache
-from pytgi.layers.embedding import Embedding, LMHead
 from pytgi.layers.norm import RMSNorm
-from pytgi.layers.rotary import RotaryEmbedding, apply_rotary
-from pytgi.models.interface import KVLayout, ModelShape
+from pytgi.layers.rotary import apply_rotary
 from pytgi.models.llama import (
     LlamaArgs,
     LlamaAttention,
     LlamaDecoderLayer,
     LlamaForCausalLM,
-    LlamaMLP,
     LlamaModel,
     qwen2_args,
 )
@@ -66,48 +62,14 @@ class Qwen3Attention(LlamaAttention):
         return self.o_proj(self.attn(q, k, v, cache, meta))
 
 
-# The classes below keep Llama's forwards and checkpoint mapping; their
-# constructors skip Llama's (nn.Module.__init__ instead of super()) because
-# those hard-wire Llama's submodules, which would be allocated only to be
-# replaced -- on the GPU, for a real model.
-
-
 class Qwen3DecoderLayer(LlamaDecoderLayer):
-    def __init__(
-        self, args: LlamaArgs, layer_idx: int, dtype: torch.dtype, backend: AttentionBackend
-    ) -> None:
-        nn.Module.__init__(self)
-        self.input_layernorm = RMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
-        self.self_attn = Qwen3Attention(args, layer_idx, dtype, backend)
-        self.post_attention_layernorm = RMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
-        self.mlp = LlamaMLP(args, dtype)
+    attention_cls = Qwen3Attention
 
 
 class Qwen3Model(LlamaModel):
-    def __init__(self, args: LlamaArgs, dtype: torch.dtype, backend: AttentionBackend) -> None:
-        nn.Module.__init__(self)
-        self.embed_tokens = Embedding(args.vocab_size, args.hidden_size, dtype=dtype)
-        self.rotary = RotaryEmbedding(args.rope)
-        self.layers = nn.ModuleList(
-            [Qwen3DecoderLayer(args, i, dtype, backend) for i in range(args.num_layers)]
-        )
-        self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps, dtype=dtype)
+    layer_cls = Qwen3DecoderLayer
 
 
 class Qwen3ForCausalLM(LlamaForCausalLM):
     parse_config = staticmethod(qwen3_args)
-
-    def __init__(self, args: LlamaArgs, dtype: torch.dtype, backend: AttentionBackend) -> None:
-        nn.Module.__init__(self)
-        self.args = args
-        self.model = Qwen3Model(args, dtype, backend)
-        self.lm_head = LMHead(args.hidden_size, args.vocab_size, dtype=dtype)
-        if args.tie_word_embeddings:
-            self.lm_head.weight = self.model.embed_tokens.weight
-        self.kv_layout = KVLayout(args.num_layers, args.num_kv_heads, args.head_dim)
-        self.shape = ModelShape(
-            hidden_size=args.hidden_size,
-            intermediate_size=args.intermediate_size,
-            vocab_size=args.vocab_size,
-            max_position_embeddings=args.rope.max_position_embeddings,
-        )
+    model_cls = Qwen3Model
