@@ -86,6 +86,14 @@ class SchedulerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SamplingConfig:
+    watermark_gamma: float = field(
+        default=0.5, metadata=flag("Share of the vocabulary in each watermark green list.")
+    )
+    watermark_delta: float = field(default=2.0, metadata=flag("Logit bias of watermark green-list tokens."))
+
+
+@dataclass(frozen=True, slots=True)
 class ParallelConfig:
     num_shard: int | None = field(
         default=None, metadata=flag("Devices to shard the model over. Only 1 is supported yet.")
@@ -147,6 +155,7 @@ class EngineConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
@@ -173,6 +182,8 @@ class EngineConfig:
                 f"`max_input_tokens`({lim.max_input_tokens}) must be < "
                 f"`max_total_tokens`({lim.max_total_tokens})"
             )
+        if not 0.0 < self.sampling.watermark_gamma <= 1.0:
+            raise ConfigError(f"`watermark_gamma` must be in (0, 1]. Given: {self.sampling.watermark_gamma}")
         if not 0.0 < self.cache.kv_cache_memory_fraction <= 1.0:
             raise ConfigError(
                 f"`kv_cache_memory_fraction` must be in (0, 1]. Given: {self.cache.kv_cache_memory_fraction}"

@@ -35,6 +35,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     seed: int | None = None
     top_n_tokens: int = 0
+    watermark: bool = False
 
     @property
     def is_greedy(self) -> bool:

@@ -90,6 +90,8 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         max_batch_total_tokens=config.cache.max_batch_total_tokens,
         kv_cache_memory_fraction=config.cache.kv_cache_memory_fraction,
         max_num_batched_tokens=config.scheduler.max_batch_prefill_tokens,
+        watermark_gamma=config.sampling.watermark_gamma,
+        watermark_delta=config.sampling.watermark_delta,
     )
     spec = runner.kv_cache_spec
     capacity = spec.num_blocks * spec.block_size

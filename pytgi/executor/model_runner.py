@@ -29,6 +29,7 @@ from pytgi.models.interface import CausalLM
 from pytgi.models.registry import architecture_of, resolve_model_class
 from pytgi.sampling import ops
 from pytgi.sampling.sampler import RequestSamplingState, Sampler, SamplerOutput
+from pytgi.sampling.watermark import WatermarkConfig
 from pytgi.step import KVCacheSpec, NewRequestData, SampledToken, ScheduledChunk, SchedulerOutput, StepResult
 from pytgi.weights.safetensors import SafetensorsWeights
 
@@ -62,13 +63,14 @@ class ModelRunner:
         device: torch.device,
         dtype: torch.dtype,
         architecture: str,
+        watermark: WatermarkConfig | None = None,
     ) -> None:
         self.model = model
         self.kv_cache = kv_cache
         self.device = device
         self.dtype = dtype
         self._architecture = architecture
-        self._sampler = Sampler()
+        self._sampler = Sampler(watermark)
         self._requests: dict[str, RequestState] = {}
 
     @property
@@ -120,7 +122,10 @@ class ModelRunner:
             sampled = None
             if num_sampled:
                 sampled = self._sampler(
-                    logits[:num_sampled], [states[i].sampling for i in batch.sample_chunk_ids]
+                    logits[:num_sampled],
+                    [states[i].sampling for i in batch.sample_chunk_ids],
+                    # The token before the one being chosen: the chunk's last input.
+                    [step.chunks[i].token_ids[-1] for i in batch.sample_chunk_ids],
                 )
             prompt_lps = self._prompt_logprobs(logits[num_sampled:], batch, step.chunks, states)
             host = copy_to_host(sampled, prompt_lps)
@@ -233,6 +238,8 @@ def create_model_runner(
     kv_cache_memory_fraction: float,
     max_num_batched_tokens: int,
     attention_backend: str = DEFAULT_ATTENTION_BACKEND,
+    watermark_gamma: float = 0.5,
+    watermark_delta: float = 2.0,
 ) -> ModelRunner:
     """Load `model_dir` (HF layout: config.json + safetensors) and allocate the
     KV cache. Raises UnsupportedArchitectureError / ConfigError on bad input."""
@@ -261,4 +268,11 @@ def create_model_runner(
         max_bytes=CPU_KV_CACHE_MAX_BYTES if torch_device.type == "cpu" else None,
     )
     kv_cache = allocate_kv_cache(model.kv_layout, num_blocks, block_size, torch_dtype, torch_device)
-    return ModelRunner(model, kv_cache, device=torch_device, dtype=torch_dtype, architecture=architecture)
+    return ModelRunner(
+        model,
+        kv_cache,
+        device=torch_device,
+        dtype=torch_dtype,
+        architecture=architecture,
+        watermark=WatermarkConfig(watermark_gamma, watermark_delta),
+    )

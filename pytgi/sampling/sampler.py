@@ -1,8 +1,8 @@
 """Choosing the next token of each sampled row, TGI's way.
 
-Order: repetition penalty -> frequency penalty -> temperature -> top_k ->
-top_p -> typical_p, then argmax for greedy rows and a seeded draw for the
-others. The reported logprob is log_softmax of the processed logits.
+Order: watermark -> repetition penalty -> frequency penalty -> temperature ->
+top_k -> top_p -> typical_p, then argmax for greedy rows and a seeded draw for
+the others. The reported logprob is log_softmax of the processed logits.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from pytgi.protocol import SamplingParams
 from pytgi.sampling import ops
 from pytgi.sampling.sampling_tensors import SamplingTensors
+from pytgi.sampling.watermark import WatermarkConfig, apply_watermark
 
 
 class RequestSamplingState:
@@ -39,8 +40,10 @@ class RequestSamplingState:
         if params.repetition_penalty != 1.0 or params.frequency_penalty != 0.0:
             prompt = torch.tensor(list(prompt_token_ids), dtype=torch.int64, device=device)
             self.token_counts = torch.bincount(prompt, minlength=vocab_size)[:vocab_size].float()
-        # Greedy with no penalty and no alternatives: argmax is all it needs.
-        self.is_plain_greedy = params.is_greedy and self.token_counts is None and params.top_n_tokens == 0
+        # Greedy with no penalty, watermark or alternatives: argmax is all it needs.
+        self.is_plain_greedy = (
+            params.is_greedy and self.token_counts is None and params.top_n_tokens == 0 and not params.watermark
+        )
 
     def record(self, token_id: torch.Tensor) -> None:
         """Count a sampled token ([1] int64 on the device; no host sync)."""
@@ -59,9 +62,18 @@ class SamplerOutput:
 
 
 class Sampler:
-    def __call__(self, logits: torch.Tensor, states: Sequence[RequestSamplingState]) -> SamplerOutput:
+    def __init__(self, watermark: WatermarkConfig | None = None) -> None:
+        self.watermark = watermark or WatermarkConfig()
+
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        states: Sequence[RequestSamplingState],
+        previous_token_ids: Sequence[int] | None = None,
+    ) -> SamplerOutput:
         """logits [batch, vocab] float32, one row per state -> tokens, recorded
-        into the states."""
+        into the states. `previous_token_ids[row]` is the token before the one
+        being chosen (needed by watermarked rows)."""
         if all(s.is_plain_greedy for s in states):
             token_ids = ops.greedy(logits)
             return SamplerOutput(
@@ -74,6 +86,12 @@ class Sampler:
             logits.shape[-1],
             logits.device,
         )
+        marked = [row for row, s in enumerate(states) if s.params.watermark]
+        if marked:
+            if previous_token_ids is None:
+                raise ValueError("watermarked rows need their previous token ids")
+            previous = [previous_token_ids[row] for row in marked]
+            logits = apply_watermark(logits, marked, previous, self.watermark)
         logits = process_logits(logits, tensors)
         token_ids = choose_tokens(logits, tensors, [s.generator for s in states])
         for row, state in enumerate(states):

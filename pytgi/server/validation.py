@@ -153,11 +153,6 @@ def _truncate(p: GenerateParameters, inputs: str, limits: ServingLimits) -> str 
     return None
 
 
-def _watermark(p: GenerateParameters, inputs: str, limits: ServingLimits) -> str | None:
-    # Not implemented: rejecting beats silently returning unwatermarked text.
-    return "`watermark` is not supported yet" if p.watermark else None
-
-
 def _grammar(p: GenerateParameters, inputs: str, limits: ServingLimits) -> str | None:
     # TGI's own message when grammar support is off. Grammar checks come last in TGI too.
     return "grammar is not supported" if p.grammar is not None else None
@@ -177,7 +172,6 @@ PARAMETER_RULES: tuple[Rule, ...] = (
     _top_n_tokens,
     _empty_inputs,
     _truncate,
-    _watermark,
     _grammar,
 )
 
@@ -226,4 +220,5 @@ def sampling_params(params: GenerateParameters) -> SamplingParams:
         frequency_penalty=0.0 if params.frequency_penalty is None else params.frequency_penalty,
         seed=params.seed,
         top_n_tokens=0 if params.top_n_tokens is None else params.top_n_tokens,
+        watermark=bool(params.watermark),
     )

@@ -192,3 +192,16 @@ def test_decoder_input_details_top_n_and_best_of(demo_server):
         assert top[0]["id"] == token["id"]
     best = generate(demo_server, prompt, max_new_tokens=6, best_of=2, do_sample=True)
     assert len(best["details"]["best_of_sequences"]) == 1
+
+
+def test_watermark_over_uses_green_tokens(demo_server):
+    from pytgi.sampling.watermark import green_list
+
+    prompt = "The list type"
+    prompt_ids = [t["id"] for t in httpx.post(f"{demo_server.url}/tokenize", json={"inputs": prompt}).json()]
+    body = generate(demo_server, prompt, max_new_tokens=64, ignore_eos=True, watermark=True)
+    ids = [t["id"] for t in body["details"]["tokens"]]
+    previous = [prompt_ids[-1], *ids[:-1]]
+    green = sum(token in set(green_list(prev, 4096, 0.5).tolist()) for prev, token in zip(previous, ids, strict=True))
+    # Unwatermarked text lands in the green half about half of the time.
+    assert green / len(ids) >= 0.7

@@ -49,7 +49,6 @@ def message_of(parameters: dict | None, inputs: str = "Hello there") -> str:
         ({"top_n_tokens": 6}, "`top_n_tokens` must be >= 0 and <= 5. Given: 6"),
         ({"truncate": 0}, "`truncate` must be strictly positive and less than 100. Given: 0"),
         ({"truncate": 101}, "`truncate` must be strictly positive and less than 100. Given: 101"),
-        ({"watermark": True}, "`watermark` is not supported yet"),
         ({"grammar": {"type": "regex", "value": "a+"}}, "grammar is not supported"),
     ],
 )
@@ -73,7 +72,6 @@ def test_rules_fire_in_tgi_order() -> None:
         "seed": 1,
         "top_n_tokens": 9,
         "truncate": 0,
-        "watermark": True,
         "grammar": {"type": "json", "value": {"properties": {}}},
     }
     fixes = [
@@ -94,7 +92,6 @@ def test_rules_fire_in_tgi_order() -> None:
         ("top_n_tokens", "`top_n_tokens`", {"top_n_tokens": 2}),
         ("inputs", "`inputs` cannot be empty", {}),
         ("truncate", "`truncate`", {"truncate": 10}),
-        ("watermark", "`watermark`", {"watermark": False}),
         ("grammar", "grammar is not supported", {"grammar": None}),
     ]
     inputs = ""
@@ -197,3 +194,8 @@ def test_stream_only_rules() -> None:
 def test_ignore_eos_extension_is_off_by_default() -> None:
     assert validate({}).request.stopping.ignore_eos is False
     assert validate({"ignore_eos": True}).request.stopping.ignore_eos is True
+
+
+def test_watermark_reaches_the_engine_request() -> None:
+    assert validate({"watermark": True}).request.sampling.watermark is True
+    assert validate({}).request.sampling.watermark is False
