@@ -88,6 +88,7 @@ class AttentionBackend(Protocol):
         *,
         scale: float,
         sliding_window: int | None,
+        logit_softcap: float | None = None,
     ) -> torch.Tensor: ...
 
 
@@ -103,6 +104,9 @@ class Attention(nn.Module):
 
     `sliding_window` (None: full causal) lets a query at position p see keys at
     positions > p - sliding_window, as transformers' Mistral/Qwen2 do.
+    `logit_softcap` (None: off) bounds the scaled scores to cap * tanh(s / cap)
+    before masking, as Gemma 2 does; SDPA cannot, so backends then take the
+    explicit path (`softcapped_attention`).
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class Attention(nn.Module):
         scale: float,
         sliding_window: int | None,
         backend: AttentionBackend,
+        logit_softcap: float | None = None,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -121,6 +126,7 @@ class Attention(nn.Module):
         self.head_dim = head_dim
         self.scale = scale
         self.sliding_window = sliding_window
+        self.logit_softcap = logit_softcap
         self.backend = backend
 
     def forward(
@@ -137,7 +143,14 @@ class Attention(nn.Module):
         value = value.reshape(num_tokens, self.num_kv_heads, self.head_dim)
         write_kv_cache(cache, key, value, meta.slot_mapping)
         out = self.backend.forward(
-            query, key, value, cache, meta, scale=self.scale, sliding_window=self.sliding_window
+            query,
+            key,
+            value,
+            cache,
+            meta,
+            scale=self.scale,
+            sliding_window=self.sliding_window,
+            logit_softcap=self.logit_softcap,
         )
         # [num_tokens, num_heads * head_dim]
         return out.reshape(num_tokens, self.num_heads * self.head_dim)
@@ -145,7 +158,8 @@ class Attention(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"heads={self.num_heads}, kv_heads={self.num_kv_heads}, head_dim={self.head_dim}, "
-            f"window={self.sliding_window}, backend={type(self.backend).__name__}"
+            f"window={self.sliding_window}, softcap={self.logit_softcap}, "
+            f"backend={type(self.backend).__name__}"
         )
 
 
@@ -161,3 +175,26 @@ def causal_mask(
     if sliding_window is not None:
         allowed &= k > q - sliding_window
     return allowed
+
+
+def softcapped_attention(
+    query: torch.Tensor,  # [..., num_heads, num_queries, head_dim]
+    key: torch.Tensor,  # [..., num_kv_heads, num_keys, head_dim]
+    value: torch.Tensor,  # [..., num_kv_heads, num_keys, head_dim]
+    mask: torch.Tensor | None,  # bool, broadcastable to [..., num_queries, num_keys]; None: all visible
+    *,
+    scale: float,
+    logit_softcap: float,
+) -> torch.Tensor:
+    """SDPA's contract with scores capped at cap * tanh(s / cap) before the mask,
+    spelled out (SDPA has no softcap) -> [..., num_heads, num_queries, head_dim].
+    Scores and softmax run in float32."""
+    groups = query.shape[-3] // key.shape[-3]
+    key = key.repeat_interleave(groups, dim=-3)
+    value = value.repeat_interleave(groups, dim=-3)
+    scores = torch.matmul(query, key.transpose(-1, -2)).float() * scale  # [..., heads, queries, keys]
+    scores = torch.tanh(scores / logit_softcap) * logit_softcap
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).to(value.dtype)
+    return torch.matmul(weights, value)

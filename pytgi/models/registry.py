@@ -16,6 +16,7 @@ MODEL_CLASSES: dict[str, tuple[str, str]] = {
     "Qwen2ForCausalLM": ("pytgi.models.llama", "Qwen2ForCausalLM"),
     "Qwen3ForCausalLM": ("pytgi.models.qwen3", "Qwen3ForCausalLM"),
     "GemmaForCausalLM": ("pytgi.models.gemma", "GemmaForCausalLM"),
+    "Gemma2ForCausalLM": ("pytgi.models.gemma2", "Gemma2ForCausalLM"),
     "Phi3ForCausalLM": ("pytgi.models.phi3", "Phi3ForCausalLM"),
     "GPT2LMHeadModel": ("pytgi.models.gpt2", "GPT2LMHeadModel"),
 }

@@ -1,6 +1,7 @@
 """Every attention backend against the reference oracle on random mixed
 batches: prefill chunks from position 0, chunks continuing a cached prefix,
-1-token tails and decode rows, with and without a sliding window."""
+1-token tails and decode rows, with and without a sliding window and a
+logit soft-cap."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from pytgi.executor.forward_batch import build_forward_batch
-from pytgi.layers.attention import LayerKVCache, write_kv_cache
+from pytgi.layers.attention import LayerKVCache, causal_mask, softcapped_attention, write_kv_cache
 from pytgi.layers.attention_backends import ATTENTION_BACKENDS, get_attention_backend
 from pytgi.step import ScheduledChunk
 
@@ -35,9 +36,12 @@ def random_chunks(rng: random.Random) -> list[ScheduledChunk]:
 
 
 @pytest.mark.parametrize("backend_name", sorted(set(ATTENTION_BACKENDS) - {"reference"}))
+@pytest.mark.parametrize("logit_softcap", [None, 1.5])
 @pytest.mark.parametrize("sliding_window", [None, 5])
 @pytest.mark.parametrize("seed", range(4))
-def test_backend_matches_reference(backend_name: str, sliding_window: int | None, seed: int) -> None:
+def test_backend_matches_reference(
+    backend_name: str, sliding_window: int | None, logit_softcap: float | None, seed: int
+) -> None:
     rng = random.Random(seed)
     torch.manual_seed(seed)
     chunks = random_chunks(rng)
@@ -53,14 +57,22 @@ def test_backend_matches_reference(backend_name: str, sliding_window: int | None
 
     outputs = [
         get_attention_backend(name).forward(
-            query, key, value, cache, batch.attention, scale=HEAD_DIM**-0.5, sliding_window=sliding_window
+            query,
+            key,
+            value,
+            cache,
+            batch.attention,
+            scale=HEAD_DIM**-0.5,
+            sliding_window=sliding_window,
+            logit_softcap=logit_softcap,
         )
         for name in ("reference", backend_name)
     ]
     torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=1e-5)
 
 
-def test_decode_only_batch_matches_reference() -> None:
+@pytest.mark.parametrize("logit_softcap", [None, 1.5])
+def test_decode_only_batch_matches_reference(logit_softcap: float | None) -> None:
     rng = random.Random(7)
     chunks = [
         ScheduledChunk(f"r{i}", (1,), rng.randint(0, 50), tuple(range(i * 14, i * 14 + 14)), True)
@@ -77,11 +89,41 @@ def test_decode_only_batch_matches_reference() -> None:
     write_kv_cache(cache, key, value, batch.attention.slot_mapping)
     ref, fast = (
         get_attention_backend(name).forward(
-            query, key, value, cache, batch.attention, scale=0.25, sliding_window=None
+            query,
+            key,
+            value,
+            cache,
+            batch.attention,
+            scale=0.25,
+            sliding_window=None,
+            logit_softcap=logit_softcap,
         )
         for name in ("reference", "batched")
     )
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_softcapped_attention_matches_formula() -> None:
+    """The explicit path against the formula, written out for one head group:
+    softmax(mask(cap * tanh(q k^T * scale / cap))) v; a huge cap is plain SDPA."""
+    torch.manual_seed(0)
+    query = torch.randn(NUM_HEADS, 6, HEAD_DIM)  # [heads, queries, dim]
+    key, value = torch.randn(2, NUM_KV_HEADS, 9, HEAD_DIM)  # [kv_heads, keys, dim] each
+    mask = causal_mask(torch.arange(3, 9), torch.arange(9), 4)  # [queries, keys]
+    capped = softcapped_attention(query, key, value, mask, scale=0.3, logit_softcap=2.0)
+
+    groups = NUM_HEADS // NUM_KV_HEADS
+    expand_key, expand_value = key.repeat_interleave(groups, 0), value.repeat_interleave(groups, 0)
+    scores = 2.0 * torch.tanh(query @ expand_key.transpose(1, 2) * 0.3 / 2.0)
+    expected = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1) @ expand_value
+    torch.testing.assert_close(capped, expected)
+
+    uncapped = softcapped_attention(query, key, value, mask, scale=0.3, logit_softcap=1e9)
+    sdpa = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, scale=0.3, enable_gqa=True
+    )
+    torch.testing.assert_close(uncapped, sdpa, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(capped, sdpa, atol=1e-3)
 
 
 def test_slot_mapping_follows_block_tables() -> None:

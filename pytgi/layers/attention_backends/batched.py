@@ -13,7 +13,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pytgi.layers.attention import AttentionMetadata, ChunkLayout, LayerKVCache, causal_mask
+from pytgi.layers.attention import (
+    AttentionMetadata,
+    ChunkLayout,
+    LayerKVCache,
+    causal_mask,
+    softcapped_attention,
+)
 
 
 class BatchedBackend:
@@ -27,20 +33,32 @@ class BatchedBackend:
         *,
         scale: float,
         sliding_window: int | None,
+        logit_softcap: float | None = None,
     ) -> torch.Tensor:
         if not meta.prefill_chunk_ids:
             # Pure decode step: the flat batch is exactly the decode rows, in order.
-            return decode_attention(query, cache, meta, scale, sliding_window)
+            return decode_attention(query, cache, meta, scale, sliding_window, logit_softcap)
         out = torch.empty_like(query)
         for chunk_id in meta.prefill_chunk_ids:
             chunk = meta.chunks[chunk_id]
             rows = slice(chunk.query_start, chunk.query_start + chunk.query_len)
             out[rows] = prefill_attention(
-                query[rows], key[rows], value[rows], cache, meta, chunk_id, chunk, scale, sliding_window
+                query[rows],
+                key[rows],
+                value[rows],
+                cache,
+                meta,
+                chunk_id,
+                chunk,
+                scale,
+                sliding_window,
+                logit_softcap,
             )
         if meta.decode_chunk_ids:
             decode_query = query[meta.decode_token_index]
-            out[meta.decode_token_index] = decode_attention(decode_query, cache, meta, scale, sliding_window)
+            out[meta.decode_token_index] = decode_attention(
+                decode_query, cache, meta, scale, sliding_window, logit_softcap
+            )
         return out
 
 
@@ -54,6 +72,7 @@ def prefill_attention(
     chunk: ChunkLayout,
     scale: float,
     sliding_window: int | None,
+    logit_softcap: float | None,
 ) -> torch.Tensor:
     """One chunk's attention -> [query_len, num_heads, head_dim]."""
     if chunk.start_position > 0:
@@ -63,9 +82,19 @@ def prefill_attention(
         key = cache.key[blocks].flatten(0, 1)[: chunk.context_len]  # [context_len, kv_heads, dim]
         value = cache.value[blocks].flatten(0, 1)[: chunk.context_len]
     mask = None
-    if chunk.start_position > 0 or sliding_window is not None:
+    if chunk.start_position > 0 or sliding_window is not None or logit_softcap is not None:
         key_positions = torch.arange(chunk.context_len, device=query.device)
         mask = causal_mask(key_positions[chunk.start_position :], key_positions, sliding_window)
+    if logit_softcap is not None:
+        capped = softcapped_attention(
+            query.transpose(0, 1),
+            key.transpose(0, 1),
+            value.transpose(0, 1),
+            mask,
+            scale=scale,
+            logit_softcap=logit_softcap,
+        )
+        return capped.transpose(0, 1)
     out = F.scaled_dot_product_attention(
         query.transpose(0, 1),  # [heads, query_len, dim]
         key.transpose(0, 1),  # [kv_heads, context_len, dim]
@@ -84,6 +113,7 @@ def decode_attention(
     meta: AttentionMetadata,
     scale: float,
     sliding_window: int | None,
+    logit_softcap: float | None,
 ) -> torch.Tensor:
     """All one-token rows at once -> [num_decode, num_heads, head_dim]."""
     num_decode = query.shape[0]
@@ -98,6 +128,16 @@ def decode_attention(
         # One row: cut the padding off instead of masking it (the cheaper path).
         keys = keys[:, :, : meta.max_decode_context_len]
         values = values[:, :, : meta.max_decode_context_len]
+    if logit_softcap is not None:
+        capped = softcapped_attention(
+            query[:, :, None, :],
+            keys,
+            values,
+            None if mask is None else mask[:, None, None, :],
+            scale=scale,
+            logit_softcap=logit_softcap,
+        )
+        return capped[:, :, 0, :]
     out = F.scaled_dot_product_attention(
         query[:, :, None, :],  # [num_decode, heads, 1, dim]
         keys,

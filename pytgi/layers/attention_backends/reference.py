@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pytgi.layers.attention import AttentionMetadata, LayerKVCache, causal_mask
+from pytgi.layers.attention import AttentionMetadata, LayerKVCache, causal_mask, softcapped_attention
 
 
 class ReferenceBackend:
@@ -21,6 +21,7 @@ class ReferenceBackend:
         *,
         scale: float,
         sliding_window: int | None,
+        logit_softcap: float | None = None,
     ) -> torch.Tensor:
         num_heads, head_dim = query.shape[1], query.shape[2]
         num_kv_heads = cache.key.shape[2]
@@ -39,12 +40,22 @@ class ReferenceBackend:
             rows = slice(chunk.query_start, chunk.query_start + chunk.query_len)
             query_positions = key_positions[chunk.start_position :]  # [query_len]
             mask = causal_mask(query_positions, key_positions, sliding_window)  # [query_len, ctx]
-            attended = F.scaled_dot_product_attention(
-                query[rows].transpose(0, 1),  # [heads, query_len, dim]
-                keys.transpose(0, 1),
-                values.transpose(0, 1),
-                attn_mask=mask,
-                scale=scale,
-            )
+            if logit_softcap is None:
+                attended = F.scaled_dot_product_attention(
+                    query[rows].transpose(0, 1),  # [heads, query_len, dim]
+                    keys.transpose(0, 1),
+                    values.transpose(0, 1),
+                    attn_mask=mask,
+                    scale=scale,
+                )
+            else:
+                attended = softcapped_attention(
+                    query[rows].transpose(0, 1),
+                    keys.transpose(0, 1),
+                    values.transpose(0, 1),
+                    mask,
+                    scale=scale,
+                    logit_softcap=logit_softcap,
+                )
             out[rows] = attended.transpose(0, 1)
         return out
