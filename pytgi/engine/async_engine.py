@@ -23,7 +23,7 @@ from pytgi.config import ServingLimits
 from pytgi.engine.client import EngineStats, ModelInfo, TokenSpan
 from pytgi.engine.engine import Engine
 from pytgi.engine.input_processor import InputProcessor, ProcessedRequest
-from pytgi.errors import GenerationError
+from pytgi.errors import GenerationError, ValidationError
 from pytgi.metrics.stats import StepStats
 from pytgi.protocol import GenerationRequest, RequestOutput, SamplingParams, StoppingParams
 from pytgi.tokenizer.tokenizer import Tokenizer
@@ -118,7 +118,12 @@ class AsyncEngine:
 
     async def tokenize(self, text: str) -> list[TokenSpan]:
         loop = asyncio.get_running_loop()
-        encoded = await loop.run_in_executor(self._validation_pool, self._tokenizer.encode_with_offsets, text)
+        try:
+            encoded = await loop.run_in_executor(
+                self._validation_pool, self._tokenizer.encode_with_offsets, text
+            )
+        except Exception as error:  # the Rust tokenizer raises plain exceptions (e.g. lone surrogates)
+            raise ValidationError(f"tokenizer error {error}") from error
         raw = text.encode("utf-8", "surrogatepass")
         return [
             TokenSpan(t.id, raw[t.start : t.stop].decode("utf-8", "replace"), t.start, t.stop)

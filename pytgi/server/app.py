@@ -74,6 +74,7 @@ def build_app(
     app.state.pytgi = state  # for route modules added later (OpenAI routes)
     app.add_exception_handler(BodyRejection, _body_rejection_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error_handler)
     app.include_router(ServiceRoutes(state).router())
     app.include_router(TgiRoutes(state).router())
     if api_key is not None:
@@ -95,6 +96,12 @@ async def _body_rejection_handler(request: Request, exc: BodyRejection) -> Respo
 
 
 HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    """A bug must not leak a traceback or a path to the client: JSON 500, details in the log."""
+    body = {"error": "Internal server error", "error_type": "internal"}
+    return Response(json_bytes(body), status_code=500, media_type="application/json")
 
 
 async def _http_error_handler(request: Request, exc: StarletteHTTPException) -> Response:

@@ -51,8 +51,14 @@ async def read_json(request: Request, model: type[M], payload_limit: int) -> M:
         raise BodyRejection(
             400, f"Failed to parse the request body as JSON: {describe_json_error(exc)}"
         ) from exc
+    except RecursionError as exc:  # deep nesting exhausts Python's stack, not a JSON error
+        raise BodyRejection(400, "Failed to parse the request body as JSON: nesting too deep") from exc
     try:
         return model.model_validate(value)
+    except RecursionError as exc:
+        raise BodyRejection(
+            422, "Failed to deserialize the JSON body into the target type: nesting too deep"
+        ) from exc
     except pydantic.ValidationError as exc:
         raise BodyRejection(
             422, f"Failed to deserialize the JSON body into the target type: {describe_shape_error(exc)}"

@@ -128,3 +128,16 @@ def test_async_engine_reports_generation_error(tmp_path):
         asyncio.run(scenario())
     finally:
         client.shutdown()
+
+
+def test_tokenize_error_is_a_validation_error(tmp_path):
+    client, _ = make_async(tmp_path)
+
+    async def scenario():
+        with pytest.raises(ValidationError, match="tokenizer error"):
+            await client.tokenize("\ud800 lone surrogate")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        client.shutdown()

@@ -387,3 +387,31 @@ def test_unsupported_parameters_rejected_not_ignored() -> None:
     )
     assert response.json()["error"] == "Input validation error: grammar is not supported"
     assert engine.requests == []
+
+
+def test_deeply_nested_json_is_a_client_error() -> None:
+    client, engine = make_client()
+    deep = "[" * 100_000 + "]" * 100_000
+    response = client.post("/generate", content=deep.encode(), headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["error_type"] == "invalid_json"
+    nested = '{"inputs": "x", "parameters": ' + '{"a": ' * 3000 + "1" + "}" * 3000 + "}"
+    response = client.post("/generate", content=nested.encode(), headers={"content-type": "application/json"})
+    assert response.status_code in (400, 422)
+    assert "error" in response.json()
+    assert engine.requests == []
+
+
+def test_unexpected_error_is_json_500_without_traceback() -> None:
+    from fastapi.testclient import TestClient
+    from server_harness import make_app
+
+    app, engine = make_app()
+
+    async def broken(text: str):
+        raise RuntimeError("/secret/path/boom")
+
+    engine.tokenize = broken  # type: ignore[method-assign]
+    client = TestClient(app, raise_server_exceptions=False)
+    response = client.post("/tokenize", json={"inputs": "x"})
+    assert response.status_code == 500
+    assert response.json() == {"error": "Internal server error", "error_type": "internal"}
