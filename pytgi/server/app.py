@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from pytgi.engine.client import EngineClient
 from pytgi.metrics.prometheus import CONTENT_TYPE, TgiMetrics
+from pytgi.server.cloud_routes import CloudRoutes
 from pytgi.server.errors import unhealthy_response
 from pytgi.server.extract import BodyRejection
 from pytgi.server.responses import json_bytes
@@ -76,7 +77,9 @@ def build_app(
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error_handler)
     app.include_router(ServiceRoutes(state).router())
-    app.include_router(TgiRoutes(state).router())
+    tgi_routes = TgiRoutes(state)
+    app.include_router(tgi_routes.router())
+    app.include_router(CloudRoutes(state, tgi_routes).router())
     if api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
     if cors_allow_origins:

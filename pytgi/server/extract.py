@@ -42,6 +42,11 @@ REJECTION_TYPES = {
 
 
 async def read_json(request: Request, model: type[M], payload_limit: int) -> M:
+    return parse_wire(await read_json_value(request, payload_limit), model)
+
+
+async def read_json_value(request: Request, payload_limit: int) -> Any:
+    """The body as plain JSON values, before any wire model (for union routes)."""
     if not is_json_content_type(request.headers.get("content-type")):
         raise BodyRejection(415, "Expected request with `Content-Type: application/json`")
     body = await read_body(request, payload_limit)
@@ -53,6 +58,10 @@ async def read_json(request: Request, model: type[M], payload_limit: int) -> M:
         ) from exc
     except RecursionError as exc:  # deep nesting exhausts Python's stack, not a JSON error
         raise BodyRejection(400, "Failed to parse the request body as JSON: nesting too deep") from exc
+    return value
+
+
+def parse_wire(value: Any, model: type[M]) -> M:
     try:
         return model.model_validate(value)
     except RecursionError as exc:

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import aclosing
 from dataclasses import replace
+from typing import TypeVar
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -53,6 +54,7 @@ from pytgi.server.validation import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # What a non-streamed answer needs: the request as validated, the winner, the other best_of runs.
 BestOf = tuple[ValidatedGenerate, Generation, list[Generation]]
@@ -92,6 +94,10 @@ class TgiRoutes:
         """TGI's `/`: a one-element JSON list, or the `/generate_stream` SSE when `stream` is true."""
         start_s = time.monotonic()
         wire = await read_json(request, CompatGenerateRequest, self.state.payload_limit)
+        return await self.answer_compat(request, wire, start_s)
+
+    async def answer_compat(self, request: Request, wire: CompatGenerateRequest, start_s: float) -> Response:
+        """The `/` answer for an already parsed body (also used by `/invocations`)."""
         default_return_full_text = compat_return_full_text(self.state.client.model_info)
         if wire.stream:
             return self._answer_stream(wire, start_s, default_return_full_text)
@@ -136,6 +142,11 @@ class TgiRoutes:
             media_type="application/json",
             headers=generate_headers(self.state.compute_type, validated.inputs, durations, final),
         )
+
+    async def generated_text(self, wire: GenerateRequest) -> str:
+        """One non-streamed generation's text (for `/vertex`). Raises PytgiError."""
+        _, best, _ = await self._run_best_of(wire, default_return_full_text=False)
+        return best.final.generated_text or ""
 
     async def _run_best_of(self, wire: GenerateRequest, default_return_full_text: bool) -> BestOf:
         """Run `best_of` independent generations (usually 1); the best mean logprob wins."""
@@ -267,7 +278,7 @@ class TgiRoutes:
         self.state.metrics.request_succeeded(durations, final.num_generated_tokens)
 
 
-async def gather_or_cancel(works: list[Awaitable[Generation]]) -> list[Generation]:
+async def gather_or_cancel(works: list[Awaitable[T]]) -> list[T]:
     """Run concurrently; the first failure (or our own cancellation) cancels the rest,
     and waits for them, so every engine request is closed (aborted) before returning."""
     tasks = [asyncio.ensure_future(w) for w in works]
