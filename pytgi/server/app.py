@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -16,13 +17,15 @@ from starlette.responses import Response
 
 from pytgi.engine.client import EngineClient
 from pytgi.metrics.prometheus import CONTENT_TYPE, TgiMetrics
-from pytgi.server.cloud_routes import CloudRoutes
+from pytgi.server.cloud_routes import CloudRoutes, VertexRequest
 from pytgi.server.errors import unhealthy_response
 from pytgi.server.extract import BodyRejection
+from pytgi.server.openapi import OpenApiDocument
 from pytgi.server.responses import json_bytes
 from pytgi.server.security import ApiKeyMiddleware
 from pytgi.server.state import ConcurrencyLimiter, ServerState
 from pytgi.server.tgi_routes import TgiRoutes
+from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateRequest
 
 ROUTER_NAME = "text-generation-router"
 DEFAULT_PAYLOAD_LIMIT = 2_000_000  # bytes, TGI's --payload-limit default
@@ -71,7 +74,19 @@ def build_app(
         validation_workers=validation_workers,
     )
     client.add_step_observer(state.metrics.batch.record_step)
-    app = FastAPI(title="Text Generation Inference (pytgi)", version=state.version)
+    # Swagger UI from files shipped in a package (fastapi-offline), not a CDN:
+    # the machine serving a model is often offline. TGI's paths for both.
+    app = FastAPIOffline(
+        title="Text Generation Inference (pytgi)",
+        version=state.version,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/api-doc/openapi.json",
+        static_url="/docs/static",
+    )
+    app.openapi = OpenApiDocument(  # type: ignore[method-assign]
+        app, (GenerateRequest, CompatGenerateRequest, VertexRequest)
+    ).build
     app.state.pytgi = state  # for route modules added later (OpenAI routes)
     app.add_exception_handler(BodyRejection, _body_rejection_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from pytgi.errors import PytgiError
 from pytgi.server.extract import BodyRejection, parse_wire, read_json_value
+from pytgi.server.openapi import body_schema
 from pytgi.server.responses import json_bytes
 from pytgi.server.state import ServerState
 from pytgi.server.tgi_routes import TgiRoutes, gather_or_cancel
@@ -59,8 +60,10 @@ class CloudRoutes:
 
     def router(self) -> APIRouter:
         router = APIRouter()
-        router.add_api_route("/invocations", self.invocations, methods=["POST"])
-        router.add_api_route("/vertex", self.vertex, methods=["POST"])
+        router.add_api_route(
+            "/invocations", self.invocations, methods=["POST"], openapi_extra=body_schema(CompatGenerateRequest)
+        )
+        router.add_api_route("/vertex", self.vertex, methods=["POST"], openapi_extra=body_schema(VertexRequest))
         return router
 
     async def invocations(self, request: Request) -> Response:

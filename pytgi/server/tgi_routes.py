@@ -25,6 +25,7 @@ from pytgi.errors import GenerationError, IncompleteGenerationError, PytgiError
 from pytgi.protocol import GenerationRequest, RequestOutput, Token
 from pytgi.server.errors import IncompleteGenerationStreamError, error_kind, error_payload, error_response
 from pytgi.server.extract import read_json
+from pytgi.server.openapi import body_schema
 from pytgi.server.responses import (
     Generation,
     generate_body,
@@ -72,10 +73,15 @@ class TgiRoutes:
 
     def router(self) -> APIRouter:
         router = APIRouter()
-        router.add_api_route("/generate", self.generate, methods=["POST"])
-        router.add_api_route("/generate_stream", self.generate_stream, methods=["POST"])
-        router.add_api_route("/", self.compat_generate, methods=["POST"])
-        router.add_api_route("/tokenize", self.tokenize, methods=["POST"])
+        generate_body = body_schema(GenerateRequest)
+        router.add_api_route("/generate", self.generate, methods=["POST"], openapi_extra=generate_body)
+        router.add_api_route(
+            "/generate_stream", self.generate_stream, methods=["POST"], openapi_extra=generate_body
+        )
+        router.add_api_route(
+            "/", self.compat_generate, methods=["POST"], openapi_extra=body_schema(CompatGenerateRequest)
+        )
+        router.add_api_route("/tokenize", self.tokenize, methods=["POST"], openapi_extra=generate_body)
         return router
 
     # --- routes ----------------------------------------------------------------------------
