@@ -15,6 +15,10 @@ class OverloadedError(PytgiError):
     """No concurrency slot is free."""
 
 
+class ShuttingDownError(PytgiError):
+    """The server is draining before exit and takes no new work."""
+
+
 class GenerationError(PytgiError):
     """The model step failed for this request."""
 

@@ -144,7 +144,7 @@ class ServiceRoutes:
         return router
 
     async def health(self) -> Response:
-        if await self.state.client.check_health():
+        if not self.state.limiter.draining and await self.state.client.check_health():
             return Response(status_code=200)
         return unhealthy_response()
 

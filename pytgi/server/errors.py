@@ -17,6 +17,7 @@ from pytgi.errors import (
     IncompleteGenerationError,
     OverloadedError,
     PytgiError,
+    ShuttingDownError,
     ValidationError,
 )
 
@@ -37,6 +38,8 @@ class ErrorKind:
 ERROR_KINDS: dict[type[PytgiError], ErrorKind] = {
     ValidationError: ErrorKind(422, "validation", "Input validation error: {0}", "validation"),
     OverloadedError: ErrorKind(429, "overloaded", "Model is overloaded", "overloaded"),
+    # Not in TGI (its listener closes at once); pytgi answers keep-alive clients while it drains.
+    ShuttingDownError: ErrorKind(503, "unavailable", "Server is shutting down", "overloaded"),
     GenerationError: ErrorKind(424, "generation", "Request failed during generation: {0}", "generation"),
     IncompleteGenerationStreamError: ErrorKind(
         500, "incomplete_generation_stream", "Incomplete generation stream", "incomplete"

@@ -9,7 +9,8 @@ their engine requests are aborted).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -20,7 +21,17 @@ GRACEFUL_TIMEOUT_S = 90  # TGI's --graceful-termination-timeout default
 class _Server(uvicorn.Server):
     """uvicorn re-raises the signal that stopped it once shutdown is done, so a
     SIGTERM-ed server would die by that signal. For a server, a shutdown that
-    drained cleanly is a success: exit status 0, as TGI's launcher gives."""
+    drained cleanly is a success: exit status 0, as TGI's launcher gives.
+    On the signal the app starts draining (no new work, /health 503)."""
+
+    def __init__(self, config: uvicorn.Config, on_signal: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._on_signal = on_signal
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._on_signal is not None:
+            self._on_signal()
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -56,4 +67,5 @@ def serve(
         # Keep the process's logging set-up (pytgi.logs: human or JSON lines).
         log_config=None,
     )
-    _Server(config).run()
+    state = getattr(app.state, "pytgi", None)
+    _Server(config, state.limiter.begin_drain if state is not None else None).run()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pytgi.config import ServingLimits
 from pytgi.engine.client import EngineClient
-from pytgi.errors import OverloadedError
+from pytgi.errors import OverloadedError, ShuttingDownError
 from pytgi.metrics.prometheus import TgiMetrics
 
 
@@ -31,9 +31,17 @@ class ConcurrencyLimiter:
 
     def __init__(self, max_concurrent_requests: int) -> None:
         self.num_free = max_concurrent_requests
+        self.draining = False
+
+    def begin_drain(self) -> None:
+        """From now on: no new work, and /health answers 503 (the server is
+        going away); requests already running finish normally."""
+        self.draining = True
 
     def try_acquire(self, num_slots: int = 1) -> Permit:
         """All or nothing (best_of takes one slot per sequence)."""
+        if self.draining:
+            raise ShuttingDownError()
         if num_slots > self.num_free:
             raise OverloadedError()
         self.num_free -= num_slots

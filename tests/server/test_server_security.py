@@ -44,3 +44,14 @@ def test_no_cors_headers_by_default() -> None:
     client, _ = make_client()
     response = client.get("/info", headers={"Origin": "http://any.example"})
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_draining_refuses_new_work_and_fails_health() -> None:
+    client, engine = make_client()
+    assert client.get("/health").status_code == 200
+    client.app.state.pytgi.limiter.begin_drain()
+    assert client.get("/health").status_code == 503
+    response = client.post("/generate", json=GENERATE)
+    assert response.status_code == 503
+    assert response.json() == {"error": "Server is shutting down", "error_type": "unavailable"}
+    assert engine.requests == []
