@@ -199,3 +199,39 @@ def hf_greedy(model: Any, prompt: Sequence[int], num_new_tokens: int) -> tuple[l
         )
     new_tokens = out.sequences[0, len(prompt) :].tolist()
     return new_tokens, torch.cat(list(out.logits), dim=0)
+
+
+def perturbed_tiny_model(config: Any) -> Any:
+    """A transformers model with seeded random float32 weights, in eval mode.
+    Norm weights are perturbed: their init (ones, or zeros for `1 + w` norms)
+    would leave per-head norms and offset weights untested."""
+    import transformers
+
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    model.eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.add_(0.2 * torch.randn_like(param))
+    return model
+
+
+def assert_matches_reference(
+    model_dir: Path,
+    reference: tuple[list[int], torch.Tensor],
+    prompt: list[int],
+    num_new_tokens: int,
+    chunk_size: int | None,
+    atol: float,
+) -> None:
+    """pytgi's greedy tokens and sampled-position logits equal transformers'."""
+    ref_tokens, ref_logits = reference
+    runner = make_runner(model_dir)
+    recorder = LogitsRecorder(runner)
+    driver = TinyDriver(runner)
+    driver.add("a", prompt)
+    tokens = driver.generate(num_new_tokens, chunk_size=chunk_size)["a"]
+    assert tokens == ref_tokens
+    # One logits row per sampled token: intermediate prefill chunks sample nothing.
+    torch.testing.assert_close(torch.cat(recorder.calls), ref_logits, atol=atol, rtol=0)

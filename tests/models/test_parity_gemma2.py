@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from executor_helpers import LogitsRecorder, TinyDriver, hf_greedy, make_runner
+from executor_helpers import assert_matches_reference, hf_greedy, perturbed_tiny_model
 
 from pytgi.models.gemma2 import gemma2_args
 
@@ -54,16 +54,7 @@ def tiny_config(**overrides: Any) -> Any:
 def tiny_model(config: Any) -> Any:
     """Random float32 weights; norm weights perturbed (their zero init would
     leave Gemma's 1 + w and the extra norms untested)."""
-    import transformers
-
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
-    model.eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.add_(0.2 * torch.randn_like(param))
-    return model
+    return perturbed_tiny_model(config)
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +75,7 @@ def test_matches_transformers(
     hf_model.save_pretrained(tmp_path, safe_serialization=True)
     if variant not in references:
         references[variant] = hf_greedy(hf_model, PROMPT, NUM_NEW)
-    ref_tokens, ref_logits = references[variant]
-
-    runner = make_runner(tmp_path)
-    recorder = LogitsRecorder(runner)
-    driver = TinyDriver(runner)
-    driver.add("a", PROMPT)
-    tokens = driver.generate(NUM_NEW, chunk_size=chunk_size)["a"]
-
-    assert tokens == ref_tokens
-    # One logits row per sampled token: intermediate prefill chunks sample nothing.
-    torch.testing.assert_close(torch.cat(recorder.calls), ref_logits, atol=ATOL, rtol=0)
+    assert_matches_reference(tmp_path, references[variant], PROMPT, NUM_NEW, chunk_size, ATOL)
 
 
 @pytest.mark.parametrize(

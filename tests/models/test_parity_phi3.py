@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from executor_helpers import LogitsRecorder, TinyDriver, hf_greedy, make_runner
+from executor_helpers import assert_matches_reference, hf_greedy, perturbed_tiny_model
 
 from pytgi.errors import UnsupportedArchitectureError
 from pytgi.layers.attention_backends import get_attention_backend
@@ -46,14 +46,7 @@ def save_tiny(variant: str, folder: Path) -> Any:
     Norm weights (initialised to ones) are perturbed so that they are tested."""
     import transformers
 
-    torch.manual_seed(0)
-    config = transformers.Phi3Config(**{**COMMON, **VARIANTS[variant]})
-    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
-    model.eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.add_(0.2 * torch.randn_like(param))
+    model = perturbed_tiny_model(transformers.Phi3Config(**{**COMMON, **VARIANTS[variant]}))
     model.save_pretrained(folder, safe_serialization=True)
     return model
 
@@ -75,17 +68,7 @@ def test_matches_transformers(
     hf_model = save_tiny(variant, tmp_path)
     if variant not in references:
         references[variant] = hf_greedy(hf_model, PROMPT, NUM_NEW)
-    ref_tokens, ref_logits = references[variant]
-
-    runner = make_runner(tmp_path)
-    recorder = LogitsRecorder(runner)
-    driver = TinyDriver(runner)
-    driver.add("a", PROMPT)
-    tokens = driver.generate(NUM_NEW, chunk_size=chunk_size)["a"]
-
-    assert tokens == ref_tokens
-    # One logits row per sampled token: intermediate prefill chunks sample nothing.
-    torch.testing.assert_close(torch.cat(recorder.calls), ref_logits, atol=ATOL, rtol=0)
+    assert_matches_reference(tmp_path, references[variant], PROMPT, NUM_NEW, chunk_size, ATOL)
 
 
 @pytest.mark.parametrize("variant", ["phi3_window", "phi3_partial_rotary"])

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from executor_helpers import LogitsRecorder, TinyDriver, hf_greedy, make_runner
+from executor_helpers import assert_matches_reference, hf_greedy, perturbed_tiny_model
 
 from pytgi.models.gemma import gemma_activation
 from pytgi.models.qwen3 import qwen3_args
@@ -50,14 +50,7 @@ def save_tiny(variant: str, folder: Path) -> Any:
     import transformers
 
     config_name, overrides = VARIANTS[variant]
-    torch.manual_seed(0)
-    config = getattr(transformers, config_name)(**{**COMMON, **overrides})
-    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
-    model.eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.add_(0.2 * torch.randn_like(param))
+    model = perturbed_tiny_model(getattr(transformers, config_name)(**{**COMMON, **overrides}))
     model.save_pretrained(folder, safe_serialization=True)
     return model
 
@@ -79,17 +72,7 @@ def test_matches_transformers(
     hf_model = save_tiny(variant, tmp_path)
     if variant not in references:
         references[variant] = hf_greedy(hf_model, PROMPT, NUM_NEW)
-    ref_tokens, ref_logits = references[variant]
-
-    runner = make_runner(tmp_path)
-    recorder = LogitsRecorder(runner)
-    driver = TinyDriver(runner)
-    driver.add("a", PROMPT)
-    tokens = driver.generate(NUM_NEW, chunk_size=chunk_size)["a"]
-
-    assert tokens == ref_tokens
-    # One logits row per sampled token: intermediate prefill chunks sample nothing.
-    torch.testing.assert_close(torch.cat(recorder.calls), ref_logits, atol=ATOL, rtol=0)
+    assert_matches_reference(tmp_path, references[variant], PROMPT, NUM_NEW, chunk_size, ATOL)
 
 
 def test_qwen3_window_matters(tmp_path: Path) -> None:
