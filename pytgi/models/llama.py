@@ -144,10 +144,16 @@ class LlamaAttention(nn.Module):
         qk = qkv[:, : self.q_size + self.kv_size].view(
             num_tokens, self.num_heads + self.num_kv_heads, self.head_dim
         )
+        qk = self.normalize_qk(qk)
         q, k = rotate(qk, cos, sin, self.rotary_dim).split([self.num_heads, self.num_kv_heads], dim=1)
         v = qkv[:, self.q_size + self.kv_size :]
         # [num_tokens, hidden]
         return self.o_proj(self.attn(q, k, v, cache, meta))
+
+    def normalize_qk(self, qk: torch.Tensor) -> torch.Tensor:
+        """Hook before RoPE on [num_tokens, num_heads + num_kv_heads, head_dim];
+        Llama has none (Qwen3 normalises each head here)."""
+        return qk
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int) -> torch.Tensor:

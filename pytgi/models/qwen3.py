@@ -14,9 +14,8 @@ from typing import Any
 
 import torch
 
-from pytgi.layers.attention import AttentionBackend, AttentionMetadata, LayerKVCache
+from pytgi.layers.attention import AttentionBackend
 from pytgi.layers.norm import RMSNorm
-from pytgi.layers.rotary import apply_rotary
 from pytgi.models.llama import (
     LlamaArgs,
     LlamaAttention,
@@ -42,24 +41,10 @@ class Qwen3Attention(LlamaAttention):
         self.q_norm = RMSNorm(args.head_dim, args.rms_norm_eps, dtype=dtype)
         self.k_norm = RMSNorm(args.head_dim, args.rms_norm_eps, dtype=dtype)
 
-    def forward(
-        self,
-        hidden: torch.Tensor,  # [num_tokens, hidden]
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        meta: AttentionMetadata,
-        cache: LayerKVCache,
-    ) -> torch.Tensor:
-        num_tokens = hidden.shape[0]
-        qkv = self.qkv_proj(hidden)  # [num_tokens, q_size + 2 * kv_size]
-        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = self.q_norm(q.view(num_tokens, self.num_heads, self.head_dim))
-        k = self.k_norm(k.view(num_tokens, self.num_kv_heads, self.head_dim))
-        # [num_tokens, num_heads + num_kv_heads, head_dim]: one rotation for both.
-        qk = apply_rotary(torch.cat([q, k], dim=1), cos, sin)
+    def normalize_qk(self, qk: torch.Tensor) -> torch.Tensor:
+        """RMSNorm over head_dim, with separate weights for query and key heads."""
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
-        # [num_tokens, hidden]
-        return self.o_proj(self.attn(q, k, v, cache, meta))
+        return torch.cat([self.q_norm(q), self.k_norm(k)], dim=1)
 
 
 class Qwen3DecoderLayer(LlamaDecoderLayer):
