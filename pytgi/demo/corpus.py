@@ -17,16 +17,9 @@ report records it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import importlib
-import importlib.util
-import inspect
-import io
 import json
-import os
-import pkgutil
 import random
 import re
 import subprocess
@@ -36,59 +29,22 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Literal
+
+from pytgi import envs
+from pytgi.demo.documents import (
+    Document,
+    DocumentKind,
+    split_paragraphs,
+    starts_like_sentence,
+)
+from pytgi.demo.stdlib_docs import stdlib_documents
 
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 
-# Modules that do something when imported (open a browser, print, need a display) or that drag
-# in large non-documentation trees (test suites, lib2to3's grammar cache writes, setuptools'
-# distutils shim, which would make the corpus depend on the installed setuptools).
-EXCLUDED_MODULES = frozenset(
-    {
-        "antigravity",
-        "this",
-        "idlelib",
-        "tkinter",
-        "turtle",
-        "turtledemo",
-        "test",
-        "lib2to3",
-        "distutils",
-        "pydoc_data",
-    }
-)
-# A module path containing one of these segments is a test suite or a script entry point.
-EXCLUDED_SEGMENTS = frozenset({"test", "tests", "idle_test", "__main__"})
-# Packages whose submodules are generated boilerplate (hundreds of codec tables).
-NO_SUBMODULES = frozenset({"encodings"})
-
-MIN_DOCSTRING_CHARS = 40
 MAX_ANSWER_CHARS = 700
-DocumentKind = Literal["topic", "module", "class", "function"]
-
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    """One unit of documentation; the unit the held-out split picks.
-
-    ``title`` is a name (a heading or a qualified name with its signature), not content, so it is
-    left out of de-duplication; ``paragraphs`` are the content.
-    """
-
-    doc_id: str  # unique and stable across runs: "topic:with#0", "py:json.dumps"
-    kind: DocumentKind
-    subject: str  # how a question would name it: 'the `with` statement', '`json.dumps`'
-    title: str
-    paragraphs: tuple[str, ...]
-
-    def render(self) -> str:
-        return "\n\n".join((self.title, *self.paragraphs))
-
-
 @dataclass(frozen=True, slots=True)
 class CorpusStats:
     num_documents_raw: int
@@ -153,7 +109,7 @@ def collect_documents() -> list[Document]:
     """
     with tempfile.TemporaryDirectory() as tmp_dir:
         out_path = Path(tmp_dir) / "documents.json"
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        env = envs.child_environment(PYTHONHASHSEED="0")
         command = [sys.executable, "-m", "pytgi.demo.corpus", str(out_path)]
         subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
         items = json.loads(out_path.read_text(encoding="utf-8"))
@@ -167,28 +123,6 @@ def raw_documents() -> list[Document]:
 
 # ---------------------------------------------------------------------------------------------
 # Paragraph handling
-
-
-def split_paragraphs(text: str) -> list[str]:
-    """Blank-line separated blocks; prose is re-flowed to one line, code and lists keep layout."""
-    blocks = re.split(r"\n\s*\n", text.strip("\n"))
-    return [_reflow_if_prose(block.rstrip()) for block in blocks if block.strip()]
-
-
-def _reflow_if_prose(block: str) -> str:
-    # The docs hard-wrap prose at ~70 columns; a model trained on that learns to emit newlines
-    # mid-sentence. Only unindented text that starts like a sentence is re-flowed, so code,
-    # grammar rules, doctests and bullet lists keep their line structure.
-    lines = block.split("\n")
-    is_prose = all(line and not line[0].isspace() for line in lines) and _starts_like_sentence(block)
-    if not is_prose or "::=" in block or ">>>" in block:
-        return block
-    # A word hyphenated across a line break ("built-\nin") is one word.
-    return " ".join(re.sub(r"(?<=[a-z])-\n\s*(?=[a-z])", "-", block).split())
-
-
-def _starts_like_sentence(text: str) -> bool:
-    return text[0].isalpha() or (text[0] in "\"'(" and len(text) > 1 and text[1].isalpha())
 
 
 def normalize_paragraph(paragraph: str) -> str:
@@ -269,161 +203,6 @@ def _topic_subject(heading: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Standard library docstrings
-
-
-def stdlib_module_names() -> list[str]:
-    """Public stdlib modules and their submodules, found without importing them, sorted."""
-    names: list[str] = []
-    for top in sorted(sys.stdlib_module_names):
-        if _is_excluded(top):
-            continue
-        names.append(top)
-        spec = importlib.util.find_spec(top)
-        if top not in NO_SUBMODULES and spec is not None and spec.submodule_search_locations:
-            names.extend(_submodule_names(top, list(spec.submodule_search_locations)))
-    return sorted(names)
-
-
-def _is_excluded(name: str) -> bool:
-    segments = name.split(".")
-    return (
-        segments[0] in EXCLUDED_MODULES
-        or any(segment.startswith("_") for segment in segments)
-        or any(segment in EXCLUDED_SEGMENTS for segment in segments)
-    )
-
-
-def _submodule_names(package: str, search_paths: list[str]) -> Iterator[str]:
-    for info in pkgutil.iter_modules(search_paths):
-        name = f"{package}.{info.name}"
-        if _is_excluded(name):
-            continue
-        yield name
-        if info.ispkg:
-            finder_path = getattr(info.module_finder, "path", None)
-            if isinstance(finder_path, str):
-                yield from _submodule_names(name, [os.path.join(finder_path, info.name)])
-
-
-def import_quietly(name: str) -> ModuleType | None:
-    """Import a module with its output and warnings swallowed; None if it cannot be imported here."""
-    with (
-        warnings.catch_warnings(),
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
-    ):
-        warnings.simplefilter("ignore")
-        try:
-            return importlib.import_module(name)
-        except (Exception, SystemExit):  # platform-only modules, missing C extensions
-            return None
-
-
-def stdlib_documents() -> list[Document]:
-    seen_ids: set[int] = set()  # objects re-exported by several modules are documented once
-    documents: list[Document] = []
-    for name in stdlib_module_names():
-        module = import_quietly(name)
-        if module is not None:
-            documents.extend(module_documents(module, seen_ids))
-    return documents
-
-
-def module_documents(module: ModuleType, seen_ids: set[int]) -> list[Document]:
-    """The module's docstring, then its public classes (with methods) and functions, by name."""
-    module_name = module.__name__
-    documents = _docstring_documents("module", module_name, module_name, module)
-    for attr_name in sorted(vars(module)):
-        value = vars(module)[attr_name]
-        if attr_name.startswith("_") or id(value) in seen_ids or not _defined_in(module, attr_name, value):
-            continue
-        seen_ids.add(id(value))
-        qualified = _qualified(module_name, attr_name)
-        if inspect.isclass(value):
-            documents.extend(_docstring_documents("class", qualified, qualified, value))
-            documents.extend(_method_documents(qualified, value))
-        elif inspect.isroutine(value):
-            documents.extend(
-                _docstring_documents("function", qualified, qualified + _signature(value), value)
-            )
-    return documents
-
-
-def _defined_in(module: ModuleType, attr_name: str, value: object) -> bool:
-    # Names imported from elsewhere belong to their own module; public names listed in __all__
-    # that come from a private C accelerator (io.StringIO lives in _io) belong here.
-    owner = getattr(value, "__module__", None)
-    if owner == module.__name__:
-        return True
-    exported = attr_name in getattr(module, "__all__", ())
-    return exported and isinstance(owner, str) and owner.split(".")[-1].startswith("_")
-
-
-def _method_documents(class_name: str, cls: type) -> list[Document]:
-    documents = []
-    for attr_name in sorted(vars(cls)):
-        if attr_name.startswith("_"):
-            continue
-        try:
-            value = getattr(cls, attr_name)
-        except Exception:  # descriptors that refuse class access
-            continue
-        if inspect.isroutine(value):
-            qualified = f"{class_name}.{attr_name}"
-            documents.extend(
-                _docstring_documents("function", qualified, qualified + _signature(value), value)
-            )
-    return documents
-
-
-def _docstring_documents(kind: DocumentKind, qualified: str, title: str, obj: object) -> list[Document]:
-    doc = getattr(obj, "__doc__", None)
-    if not isinstance(doc, str) or len(doc.strip()) < MIN_DOCSTRING_CHARS:
-        return []
-    paragraphs = tuple(split_paragraphs(inspect.cleandoc(doc)))
-    subject = f"the `{qualified}` module" if kind == "module" else f"`{qualified}`"
-    return [Document(f"py:{qualified}", kind, subject, title, paragraphs)] if paragraphs else []
-
-
-def _qualified(module_name: str, attr_name: str) -> str:
-    # Builtins are spelled as users write them: str.split, not builtins.str.split.
-    return attr_name if module_name == "builtins" else f"{module_name}.{attr_name}"
-
-
-class _Elided:
-    """Stands in for a default value whose repr is not a plain literal."""
-
-    def __repr__(self) -> str:
-        return "..."
-
-
-def _signature(obj: object) -> str:
-    """The signature with non-literal defaults shown as ``...``.
-
-    Default reprs can hold the environment (cgi.parse(environ=os.environ)), file system paths or
-    memory addresses: none of that belongs in training data, and it would differ machine to machine.
-    """
-    try:
-        signature = inspect.signature(obj)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return ""
-    parameters = [
-        parameter
-        if parameter.default is inspect.Parameter.empty or _is_plain_literal(parameter.default)
-        else parameter.replace(default=_Elided())
-        for parameter in signature.parameters.values()
-    ]
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(signature.replace(parameters=parameters)))
-
-
-def _is_plain_literal(value: object) -> bool:
-    if value is None or isinstance(value, (bool, int, float)):
-        return True
-    return isinstance(value, (str, bytes)) and len(value) <= 40 and "/" not in str(value)
-
-
-# ---------------------------------------------------------------------------------------------
 # Chat pairs
 
 # Everyday names for reference topics, so that plain questions ("What is a dictionary?") have
@@ -467,7 +246,7 @@ def answer_paragraphs(doc: Document) -> tuple[str, ...]:
     """Leading prose paragraphs (re-flowed, so single-line) up to MAX_ANSWER_CHARS; may be empty."""
     answer: list[str] = []
     for paragraph in doc.paragraphs:
-        is_prose = "\n" not in paragraph and _starts_like_sentence(paragraph)
+        is_prose = "\n" not in paragraph and starts_like_sentence(paragraph)
         if not is_prose or (answer and sum(map(len, answer)) + len(paragraph) > MAX_ANSWER_CHARS):
             break
         answer.append(paragraph)
