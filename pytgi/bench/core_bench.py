@@ -16,23 +16,20 @@ See docs/benchmarks.md for what each figure means.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
-import gc
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pytgi.bench import report
+from pytgi.bench.decode_bench import bench_decode
+from pytgi.bench.options import BenchOptions, parse_options
 from pytgi.bench.random_model import (
     SMOLLM2_135M,
-    default_cache_dir,
     ensure_model,
     random_prompt_ids,
     words_for_ids,
@@ -48,8 +45,6 @@ from pytgi.bench.server_process import (
 from pytgi.bench.stats import (
     Noise,
     QuietGate,
-    common_prefix_length,
-    decode_tokens_per_s,
     headline_pairs,
     interleaved_pairs,
     median,
@@ -57,9 +52,7 @@ from pytgi.bench.stats import (
     ratios,
     summarize,
 )
-from pytgi.config import DType
 
-SCENARIOS = ("a", "b", "c")
 # Sentence openings in the style of the demo model's training text (the Python docs).
 # Requests also set `ignore_eos` so that every one runs to max_new_tokens: an early
 # EOS would shrink the batch and measure something else than batching. The JSON
@@ -82,28 +75,6 @@ PYTHON_PROMPTS = (
     "The def statement defines",
     "The assert statement is a convenient way to",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class BenchOptions:
-    skip: frozenset[str]
-    quick: bool
-    num_pairs: int
-    max_extra_pairs: int
-    num_threads: int
-    cache_dir: Path
-    out_dir: Path
-    idle_window_s: float
-    max_idle_wait_s: float
-    total_idle_wait_s: float
-    batching_new_tokens: int
-    decode_prompt_tokens: int
-    decode_new_tokens: int
-    decode_dtypes: tuple[DType, ...]
-    num_streams: int
-    stream_prompt_tokens: int
-    stream_new_tokens: int
-    num_stream_runs: int
 
 
 # ---------------------------------------------------------------------------
@@ -149,127 +120,6 @@ def bench_batching(options: BenchOptions, gate: QuietGate, log_path: Path) -> di
         "median_concurrent_tokens_per_s": median(conc),
         "median_ratio": median(ratios(conc, seq)),
         "target_ratio": 4.0,
-    }
-
-
-# ---------------------------------------------------------------------------
-# (b) single-stream decode, pytgi LLM vs transformers generate()
-
-Decoder = Callable[[Sequence[int], int], list[int]]
-
-
-def pytgi_decoder(model_dir: Path, dtype: DType) -> Decoder:
-    from pytgi.config import CacheConfig, EngineConfig, ModelConfig
-    from pytgi.engine.llm import LLM
-    from pytgi.protocol import GenerationRequest, SamplingParams, StoppingParams
-
-    # Prefix caching off: every run repeats the prompt and must pay its prefill,
-    # as transformers does.
-    config = EngineConfig(
-        model=ModelConfig(model_id=str(model_dir), dtype=dtype),
-        cache=CacheConfig(max_batch_total_tokens=4096, prefix_caching=False),
-    )
-    llm = LLM(config=config)
-
-    def decode(prompt_ids: Sequence[int], num_new_tokens: int) -> list[int]:
-        request = GenerationRequest(
-            request_id=uuid.uuid4().hex,
-            prompt_token_ids=tuple(prompt_ids),
-            sampling=SamplingParams(),
-            stopping=StoppingParams(max_new_tokens=num_new_tokens, ignore_eos=True),
-        )
-        return list(llm.generate_requests([request])[0].token_ids)
-
-    return decode
-
-
-def transformers_decoder(model_dir: Path, dtype: DType) -> Decoder:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
-    # transformers < 4.56 ignores `dtype` (it took `torch_dtype`): never compare unlike dtypes.
-    if model.dtype != getattr(torch, dtype):
-        raise RuntimeError(f"transformers loaded {model.dtype}, not {dtype}; upgrade transformers to >= 4.56")
-
-    def decode(prompt_ids: Sequence[int], num_new_tokens: int) -> list[int]:
-        input_ids = torch.tensor([list(prompt_ids)])  # [1, num_prompt_tokens]
-        with torch.inference_mode():
-            output = model.generate(
-                input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                max_new_tokens=num_new_tokens,
-                min_new_tokens=num_new_tokens,
-                do_sample=False,
-                pad_token_id=0,
-            )
-        return output[0, input_ids.shape[1]:].tolist()
-
-    return decode
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeTiming:
-    first_token_s: float
-    total_s: float
-    token_ids: tuple[int, ...]
-
-
-def time_decode(decode: Decoder, prompt_ids: Sequence[int], num_new_tokens: int) -> DecodeTiming:
-    began = time.perf_counter()
-    decode(prompt_ids, 1)
-    first = time.perf_counter() - began
-    began = time.perf_counter()
-    token_ids = decode(prompt_ids, num_new_tokens)
-    return DecodeTiming(first, time.perf_counter() - began, tuple(token_ids))
-
-
-def bench_decode(options: BenchOptions, gate: QuietGate) -> list[dict[str, Any]]:
-    model_dir = ensure_model(SMOLLM2_135M, options.cache_dir)
-    results = []
-    for dtype in options.decode_dtypes:
-        results.append(bench_decode_dtype(options, gate, model_dir, dtype))
-        gc.collect()  # this dtype's two models go before the next two load
-    return results
-
-
-def bench_decode_dtype(options: BenchOptions, gate: QuietGate, model_dir: Path, dtype: DType) -> dict[str, Any]:
-    prompt_ids = random_prompt_ids(options.decode_prompt_tokens, SMOLLM2_135M.vocab_size, seed=0)
-    new_tokens = options.decode_new_tokens
-    decoders = {"pytgi": pytgi_decoder(model_dir, dtype), "transformers": transformers_decoder(model_dir, dtype)}
-    for decode in decoders.values():
-        decode(prompt_ids, 4)  # warm-up: allocator, oneDNN kernels, first-call paths
-
-    def one_pair(index: int) -> list[tuple[DecodeTiming, Noise]]:
-        return [gate.measure(partial(time_decode, d, prompt_ids, new_tokens)) for d in decoders.values()]
-
-    pairs = interleaved_pairs(one_pair, options.num_pairs, options.max_extra_pairs)
-    chosen, basis = headline_pairs(pairs)
-
-    def speed(timing: DecodeTiming) -> float:
-        return decode_tokens_per_s(len(timing.token_ids), timing.total_s, timing.first_token_s)
-
-    ours, theirs = [speed(p[0][0]) for p in chosen], [speed(p[1][0]) for p in chosen]
-    last_ours, last_theirs = pairs[-1][0][0].token_ids, pairs[-1][1][0].token_ids
-    return {
-        "dtype": dtype,
-        "runs": [
-            {"pair": i, "engine": engine, "first_token_s": timing.first_token_s, "total_s": timing.total_s,
-             "num_new_tokens": len(timing.token_ids), "decode_tokens_per_s": speed(timing),
-             **dataclasses.asdict(noise)}
-            for i, pair in enumerate(pairs)
-            for engine, (timing, noise) in zip(("pytgi", "transformers"), pair, strict=True)
-        ],
-        "pair_ratios": ratios([speed(p[0][0]) for p in pairs], [speed(p[1][0]) for p in pairs]),
-        "basis": basis,
-        "median_pytgi_decode_tokens_per_s": median(ours),
-        "median_transformers_decode_tokens_per_s": median(theirs),
-        "median_pytgi_first_token_s": median([p[0][0].first_token_s for p in chosen]),
-        "median_transformers_first_token_s": median([p[1][0].first_token_s for p in chosen]),
-        "median_ratio": median(ratios(ours, theirs)),
-        "target_ratio": 1.0,
-        # Same greedy work on both sides; bf16 rounding may make them part ways late.
-        "num_leading_tokens_equal": common_prefix_length(last_ours, last_theirs),
     }
 
 
@@ -338,44 +188,6 @@ def summarize_streams(run: StreamRun, noise: Noise) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------
 # Entry point
-
-
-def parse_options(argv: Sequence[str] | None) -> BenchOptions:
-    parser = argparse.ArgumentParser(prog="python -m pytgi.bench.core_bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few tokens, one pair: a smoke check (< 2 min)")
-    parser.add_argument("--skip", default="", help="comma-separated scenarios to skip: a,b,c")
-    parser.add_argument("--pairs", type=int, default=None, help="interleaved pairs (default 5, quick 1)")
-    parser.add_argument("--max-extra-pairs", type=int, default=None, help="retries of contaminated pairs")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads, here and in the server")
-    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="random-model cache folder")
-    parser.add_argument("--out-dir", type=Path, default=Path("bench-results"), help="JSON and server logs")
-    parser.add_argument("--max-idle-wait-s", type=float, default=None, help="longest wait for an idle machine before each run (default 60, quick 5); "
-                        "all waits together stop at 300 s (quick 20)")
-    args = parser.parse_args(argv)
-    skip = frozenset(s.strip() for s in args.skip.split(",") if s.strip())
-    if unknown := skip - set(SCENARIOS):
-        parser.error(f"unknown scenario(s) {sorted(unknown)} in --skip; supported: {', '.join(SCENARIOS)}")
-    quick = bool(args.quick)
-    return BenchOptions(
-        skip=skip,
-        quick=quick,
-        num_pairs=args.pairs or (1 if quick else 5),
-        max_extra_pairs=args.max_extra_pairs if args.max_extra_pairs is not None else (0 if quick else 1),
-        num_threads=args.threads,
-        cache_dir=args.cache_dir,
-        out_dir=args.out_dir,
-        idle_window_s=1.0 if quick else 3.0,
-        max_idle_wait_s=args.max_idle_wait_s if args.max_idle_wait_s is not None else (5.0 if quick else 60.0),
-        total_idle_wait_s=20.0 if quick else 300.0,
-        batching_new_tokens=16 if quick else 64,
-        decode_prompt_tokens=128,
-        decode_new_tokens=16 if quick else 128,
-        decode_dtypes=("float32", "bfloat16"),
-        num_streams=8 if quick else 32,
-        stream_prompt_tokens=128,
-        stream_new_tokens=16 if quick else 128,
-        num_stream_runs=1 if quick else 2,
-    )
 
 
 def run_scenario(name: str, run: Callable[[], Any], show: Callable[[Any], str], results: dict[str, Any]) -> bool:

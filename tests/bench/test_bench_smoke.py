@@ -39,7 +39,7 @@ def test_word_tokenizer_is_one_token_per_word(tiny_dir):
 
 def test_both_decoders_generate_exact_lengths(tiny_dir):
     pytest.importorskip("transformers")
-    from pytgi.bench.core_bench import pytgi_decoder, time_decode, transformers_decoder
+    from pytgi.bench.decode_bench import pytgi_decoder, time_decode, transformers_decoder
 
     prompt_ids = random_prompt_ids(16, TINY.vocab_size, seed=0)
     for make in (pytgi_decoder, transformers_decoder):
