@@ -32,16 +32,6 @@ class StepOutputs:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class StepCounters:
-    """Cumulative counters read by metrics."""
-
-    num_steps: int = 0
-    num_prefill_steps: int = 0
-    num_failed_steps: int = 0
-    num_prefix_hit_tokens: int = 0
-
-
 class Engine:
     def __init__(
         self,
@@ -54,7 +44,6 @@ class Engine:
         self.executor = executor
         self.output_processor = output_processor
         self.eos_token_ids = eos_token_ids
-        self.counters = StepCounters()
         self.last_step_failed = False
         self.step_observers: list[Callable[[StepStats], None]] = []
 
@@ -98,7 +87,6 @@ class Engine:
             return failed
         forward_done = time.monotonic()
         self.last_step_failed = False
-        self._count(step)
         outputs = StepOutputs(outputs=self._outputs(step, result))
         self._observe(step, started, forward_started, forward_done, ok=True)
         return outputs
@@ -141,14 +129,8 @@ class Engine:
 
     def _fail_step(self, step: SchedulerOutput, error: Exception) -> StepOutputs:
         self.last_step_failed = True
-        self.counters.num_failed_steps += 1
         failed: dict[str, str] = {}
         for chunk in step.chunks:
             self.abort(chunk.request_id)
             failed[chunk.request_id] = str(error) or type(error).__name__
         return StepOutputs(failed=failed)
-
-    def _count(self, step: SchedulerOutput) -> None:
-        self.counters.num_steps += 1
-        if any(len(chunk.token_ids) > 1 for chunk in step.chunks):
-            self.counters.num_prefill_steps += 1
