@@ -57,12 +57,6 @@ def tiny_model(config: Any) -> Any:
     return perturbed_tiny_model(config)
 
 
-@pytest.fixture(scope="module")
-def references() -> dict[str, tuple[list[int], torch.Tensor]]:
-    """variant -> transformers' (tokens, logits), computed once per variant."""
-    return {}
-
-
 @pytest.mark.parametrize("chunk_size", [None, 5])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_matches_transformers(

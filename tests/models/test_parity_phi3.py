@@ -51,12 +51,6 @@ def save_tiny(variant: str, folder: Path) -> Any:
     return model
 
 
-@pytest.fixture(scope="module")
-def references() -> dict[str, tuple[list[int], torch.Tensor]]:
-    """variant -> transformers' (tokens, logits), computed once per variant."""
-    return {}
-
-
 @pytest.mark.parametrize("chunk_size", [None, 5])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_matches_transformers(
