@@ -141,6 +141,18 @@ class ServerConfig:
     )
     json_output: bool = field(default=False, metadata=flag("Log one JSON object per line."))
     env: bool = field(default=False, metadata=flag("Print the runtime environment at start.", short="-e"))
+    otlp_endpoint: str | None = field(
+        default=None,
+        metadata=flag("OpenTelemetry collector (OTLP over gRPC, e.g. http://localhost:4317) to send traces to."),
+    )
+    otlp_service_name: str = field(
+        default="text-generation-inference.router",
+        metadata=flag("Service name of the traces sent to --otlp-endpoint."),
+    )
+    disable_grammar_support: bool = field(
+        default=False,
+        metadata=flag("Refuse `grammar`, `response_format` and tools (422 `grammar is not supported`)."),
+    )
     graceful_termination_timeout: int = field(
         default=90,
         metadata=flag("Seconds running requests get to finish after SIGTERM.", short="-g"),
