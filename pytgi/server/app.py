@@ -20,16 +20,39 @@ from pytgi.metrics.prometheus import CONTENT_TYPE, TgiMetrics
 from pytgi.server.cloud_routes import CloudRoutes, VertexRequest
 from pytgi.server.errors import unhealthy_response
 from pytgi.server.extract import BodyRejection
-from pytgi.server.openapi import OpenApiDocument
+from pytgi.server.openapi import OpenApiDocument, operation
 from pytgi.server.responses import json_bytes
 from pytgi.server.security import ApiKeyMiddleware
 from pytgi.server.state import ConcurrencyLimiter, ServerState
+from pytgi.server.tgi_response_schemas import (
+    CompatGenerateResponse,
+    ErrorResponse,
+    GenerateResponse,
+    Info,
+    StreamResponse,
+    TokenizeResponse,
+    VertexResponse,
+)
 from pytgi.server.tgi_routes import TgiRoutes
 from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateRequest
 
 ROUTER_NAME = "text-generation-router"
 DEFAULT_PAYLOAD_LIMIT = 2_000_000  # bytes, TGI's --payload-limit default
 KEEPALIVE_INTERVAL_S = 15.0
+
+# Models whose JSON schemas /api-doc/openapi.json carries (with what they reference).
+DOCUMENTED_MODELS = (
+    GenerateRequest,
+    CompatGenerateRequest,
+    VertexRequest,
+    GenerateResponse,
+    CompatGenerateResponse,
+    StreamResponse,
+    TokenizeResponse,
+    Info,
+    VertexResponse,
+    ErrorResponse,
+)
 
 
 def package_version() -> str:
@@ -84,9 +107,7 @@ def build_app(
         openapi_url="/api-doc/openapi.json",
         static_url="/docs/static",
     )
-    app.openapi = OpenApiDocument(  # type: ignore[method-assign]
-        app, (GenerateRequest, CompatGenerateRequest, VertexRequest)
-    ).build
+    app.openapi = OpenApiDocument(app, DOCUMENTED_MODELS).build  # type: ignore[method-assign]
     app.state.pytgi = state  # for route modules added later (OpenAI routes)
     app.add_exception_handler(BodyRejection, _body_rejection_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]
@@ -136,11 +157,26 @@ class ServiceRoutes:
         self.state = state
 
     def router(self) -> APIRouter:
-        router = APIRouter()
-        for path in ("/", "/health", "/ping"):
-            router.add_api_route(path, self.health, methods=["GET"])
-        router.add_api_route("/info", self.info, methods=["GET"])
-        router.add_api_route("/metrics", self.metrics, methods=["GET"])
+        router = APIRouter(tags=["Text Generation Inference"])
+        health = operation(
+            ok_description="Everything is working fine",
+            errors={503: "Text generation inference is down"},
+        )
+        for path, name in (("/", "health_root"), ("/health", "health"), ("/ping", "ping")):
+            router.add_api_route(
+                path, self.health, methods=["GET"], operation_id=name, openapi_extra=health, response_class=Response
+            )
+        info = operation(ok=Info, ok_description="Served model info")
+        router.add_api_route(
+            "/info", self.info, methods=["GET"], operation_id="get_model_info", openapi_extra=info,
+            response_class=Response,
+        )
+        metrics = {"responses": {"200": {"description": "Prometheus Metrics",
+                                         "content": {"text/plain": {"schema": {"type": "string"}}}}}}
+        router.add_api_route(
+            "/metrics", self.metrics, methods=["GET"], operation_id="metrics", openapi_extra=metrics,
+            response_class=Response,
+        )
         return router
 
     async def health(self) -> Response:

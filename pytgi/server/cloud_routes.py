@@ -17,9 +17,10 @@ from starlette.responses import Response
 
 from pytgi.errors import PytgiError
 from pytgi.server.extract import BodyRejection, parse_wire, read_json_value
-from pytgi.server.openapi import body_schema
+from pytgi.server.openapi import generation_operation
 from pytgi.server.responses import json_bytes
 from pytgi.server.state import ServerState
+from pytgi.server.tgi_response_schemas import CompatGenerateResponse, StreamResponse, VertexResponse
 from pytgi.server.tgi_routes import TgiRoutes, gather_or_cancel
 from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateParameters, GenerateRequest, WireModel
 
@@ -60,10 +61,24 @@ class CloudRoutes:
 
     def router(self) -> APIRouter:
         router = APIRouter()
+        invocations = generation_operation(CompatGenerateRequest, CompatGenerateResponse, StreamResponse)
         router.add_api_route(
-            "/invocations", self.invocations, methods=["POST"], openapi_extra=body_schema(CompatGenerateRequest)
+            "/invocations",
+            self.invocations,
+            methods=["POST"],
+            operation_id="sagemaker_compatibility",
+            openapi_extra=invocations,
+            response_class=Response,
         )
-        router.add_api_route("/vertex", self.vertex, methods=["POST"], openapi_extra=body_schema(VertexRequest))
+        vertex = generation_operation(VertexRequest, VertexResponse)
+        router.add_api_route(
+            "/vertex",
+            self.vertex,
+            methods=["POST"],
+            operation_id="vertex_compatibility",
+            openapi_extra=vertex,
+            response_class=Response,
+        )
         return router
 
     async def invocations(self, request: Request) -> Response:

@@ -1,9 +1,10 @@
 """The OpenAPI document at /api-doc/openapi.json.
 
-Routes read their bodies themselves (to give TGI's rejection messages), so
-FastAPI cannot see the request models. Each body route declares its model
-with `body_schema(Model)` (a `$ref`), and `OpenApiDocument` adds the models'
-JSON schemas under `components/schemas`, named as TGI names them.
+Routes read their bodies themselves (to give TGI's rejection messages) and
+write their answers as JSON bytes, so FastAPI sees neither model. Each route
+declares them with `operation(...)` (`$ref`s to the body and answer models),
+and `OpenApiDocument` adds the models' JSON schemas under
+`components/schemas`, named as TGI names them.
 """
 
 from __future__ import annotations
@@ -15,21 +16,74 @@ import pydantic
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from pytgi.server.tgi_response_schemas import ErrorResponse
+
 REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+JSON = "application/json"
+SSE = "text/event-stream"
+
+# TGI's error statuses of a generation route, with its descriptions.
+GENERATION_ERRORS: dict[int, str] = {
+    422: "Input validation error",
+    424: "Generation Error",
+    429: "Model is overloaded",
+    500: "Incomplete generation",
+}
+
+
+def ref(model: type[pydantic.BaseModel]) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
 
 
 def body_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
     """`openapi_extra` for a route whose JSON body is `model`."""
-    ref = {"$ref": REF_TEMPLATE.format(model=model.__name__)}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": ref(model)}}}}
+
+
+def operation(
+    *,
+    body: type[pydantic.BaseModel] | None = None,
+    ok: type[pydantic.BaseModel] | None = None,
+    stream: type[pydantic.BaseModel] | None = None,
+    ok_description: str = "Generated Text",
+    errors: dict[int, str] | None = None,
+) -> dict[str, Any]:
+    """`openapi_extra` for one route: its body, its 200 answer as JSON (`ok`)
+    and/or as an SSE stream of `stream` events, and its error answers (all
+    `ErrorResponse`). Register the route with `response_class=Response`, so
+    FastAPI adds no schema-less JSON answer of its own."""
+    extra: dict[str, Any] = body_schema(body) if body is not None else {}
+    ok_content: dict[str, Any] = {}
+    if ok is not None:
+        ok_content[JSON] = {"schema": ref(ok)}
+    if stream is not None:
+        ok_content[SSE] = {"schema": ref(stream)}
+    responses: dict[str, Any] = {"200": {"description": ok_description}}
+    if ok_content:
+        responses["200"]["content"] = ok_content
+    for status, description in (errors or {}).items():
+        responses[str(status)] = {"description": description, "content": {JSON: {"schema": ref(ErrorResponse)}}}
+    extra["responses"] = responses
+    return extra
+
+
+def generation_operation(
+    body: type[pydantic.BaseModel],
+    ok: type[pydantic.BaseModel] | None,
+    stream: type[pydantic.BaseModel] | None = None,
+) -> dict[str, Any]:
+    """A route that generates: it may fail with any of TGI's generation errors."""
+    return operation(body=body, ok=ok, stream=stream, errors=GENERATION_ERRORS)
 
 
 class OpenApiDocument:
     """Builds the document on first use and caches it (routes do not change)."""
 
-    def __init__(self, app: FastAPI, body_models: Sequence[type[pydantic.BaseModel]]) -> None:
+    def __init__(self, app: FastAPI, models: Sequence[type[pydantic.BaseModel]]) -> None:
         self.app = app
-        self.body_models = tuple(body_models)
+        self.models = tuple(models)
         self._document: dict[str, Any] | None = None
 
     def build(self) -> dict[str, Any]:
@@ -45,7 +99,7 @@ class OpenApiDocument:
             routes=self.app.routes,
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for model in self.body_models:
+        for model in self.models:
             schema = model.model_json_schema(ref_template=REF_TEMPLATE)
             for name, definition in schema.pop("$defs", {}).items():
                 schemas.setdefault(name, definition)

@@ -23,9 +23,10 @@ from starlette.responses import Response
 from pytgi.engine.client import ModelInfo
 from pytgi.errors import GenerationError, IncompleteGenerationError, PytgiError
 from pytgi.protocol import GenerationRequest, RequestOutput, Token
+from pytgi.server import tgi_response_schemas as schemas
 from pytgi.server.errors import IncompleteGenerationStreamError, error_kind, error_payload, error_response
 from pytgi.server.extract import read_json
-from pytgi.server.openapi import body_schema
+from pytgi.server.openapi import generation_operation, operation
 from pytgi.server.responses import (
     Generation,
     generate_body,
@@ -72,16 +73,36 @@ class TgiRoutes:
         self.state = state
 
     def router(self) -> APIRouter:
-        router = APIRouter()
-        generate_body = body_schema(GenerateRequest)
-        router.add_api_route("/generate", self.generate, methods=["POST"], openapi_extra=generate_body)
-        router.add_api_route(
-            "/generate_stream", self.generate_stream, methods=["POST"], openapi_extra=generate_body
+        router = APIRouter(tags=["Text Generation Inference"])
+        routes = (
+            ("/generate", self.generate, generation_operation(GenerateRequest, schemas.GenerateResponse)),
+            (
+                "/generate_stream",
+                self.generate_stream,
+                generation_operation(GenerateRequest, None, schemas.StreamResponse),
+            ),
+            (
+                "/",
+                self.compat_generate,
+                generation_operation(CompatGenerateRequest, schemas.CompatGenerateResponse, schemas.StreamResponse),
+            ),
+            (
+                "/tokenize",
+                self.tokenize,
+                operation(
+                    body=GenerateRequest,
+                    ok=schemas.TokenizeResponse,
+                    ok_description="Tokenized ids",
+                    errors={422: "Input validation error"},
+                ),
+            ),
         )
-        router.add_api_route(
-            "/", self.compat_generate, methods=["POST"], openapi_extra=body_schema(CompatGenerateRequest)
-        )
-        router.add_api_route("/tokenize", self.tokenize, methods=["POST"], openapi_extra=generate_body)
+        for path, endpoint, extra in routes:
+            # TGI's operation ids are its handler names (`compat_generate` for `/`).
+            name = "compat_generate" if path == "/" else path.strip("/")
+            router.add_api_route(
+                path, endpoint, methods=["POST"], operation_id=name, openapi_extra=extra, response_class=Response
+            )
         return router
 
     # --- routes ----------------------------------------------------------------------------

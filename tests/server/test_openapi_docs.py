@@ -18,6 +18,35 @@ def test_openapi_document_is_valid_and_describes_bodies() -> None:
     assert {"max_new_tokens", "top_n_tokens", "watermark", "decoder_input_details"} <= set(parameters)
 
 
+def test_openapi_document_describes_answers_with_tgi_names() -> None:
+    client, _ = make_client()
+    document = client.get("/api-doc/openapi.json").json()
+    components = document["components"]["schemas"]
+    expected = {
+        ("/generate", "post"): ("generate", "GenerateResponse"),
+        ("/generate_stream", "post"): ("generate_stream", "StreamResponse"),
+        ("/", "post"): ("compat_generate", "CompatGenerateResponse"),
+        ("/tokenize", "post"): ("tokenize", "TokenizeResponse"),
+        ("/info", "get"): ("get_model_info", "Info"),
+        ("/vertex", "post"): ("vertex_compatibility", "VertexResponse"),
+    }
+    for (path, method), (operation_id, model) in expected.items():
+        operation = document["paths"][path][method]
+        assert operation["operationId"] == operation_id
+        content = operation["responses"]["200"]["content"]
+        media = "text/event-stream" if path == "/generate_stream" else "application/json"
+        assert content[media]["schema"]["$ref"].endswith("/" + model), path
+        assert model in components
+    for path in ("/", "/invocations"):  # JSON or, with `stream`, SSE events
+        content = document["paths"][path]["post"]["responses"]["200"]["content"]
+        assert content["text/event-stream"]["schema"]["$ref"].endswith("/StreamResponse")
+    for name in ("Details", "Token", "PrefillToken", "BestOfSequence", "StreamDetails", "SimpleToken"):
+        assert name in components
+    errors = document["paths"]["/generate"]["post"]["responses"]
+    assert {"422", "424", "429", "500"} <= set(errors)
+    assert errors["429"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+
+
 def test_docs_page_uses_local_assets_only() -> None:
     client, _ = make_client(api_key="k")  # docs stay public behind an API key
     page = client.get("/docs")
