@@ -27,6 +27,10 @@ class IncompleteGenerationError(PytgiError):
     """The engine stopped a request without a final token."""
 
 
+class ChatTemplateError(PytgiError):
+    """The chat template failed on this request; the message is the template's own."""
+
+
 class ConfigError(PytgiError):
     """Invalid start-up configuration. The message names the field and the value."""
 

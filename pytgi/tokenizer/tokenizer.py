@@ -1,5 +1,5 @@
 """The Hugging Face fast tokenizer (tokenizer.json) and what pytgi needs from
-tokenizer_config.json: special tokens, EOS, the model's max length."""
+tokenizer_config.json: special tokens, EOS, the model's max length, the chat template."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from tokenizers import Tokenizer as HFTokenizer
 
 from pytgi.errors import ConfigError
+from pytgi.tokenizer.chat_template import ChatTemplate
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,10 @@ class Tokenizer:
         )
         self.eos_token = token_content(self.config.get("eos_token"))
         self.bos_token = token_content(self.config.get("bos_token"))
+        # Compiled now so that a broken template stops the start, not the first chat request.
+        self.chat_template = ChatTemplate.from_model(
+            model_dir, self.config, bos_token=self.bos_token, eos_token=self.eos_token
+        )
         # Asking the Rust tokenizer costs milliseconds (it rebuilds the vocab map).
         self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
 
