@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench demo-model clean
+.PHONY: install run test lint bench fuzz demo-model clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check pytgi tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# schemathesis over every route of the live demo-model server (make test runs a bounded pass).
+fuzz: $(STAMP)
+	$(PY) tests/fuzz/fuzz_server.py --max-examples $(or $(EXAMPLES),100)
 
 bench: $(STAMP)
 	$(PY) -m pytgi.bench.core_bench

@@ -118,6 +118,7 @@ def serve(config: EngineConfig) -> None:
     from pytgi.engine.builder import build_engine
     from pytgi.server.app import build_app
     from pytgi.server.launch import serve as serve_http
+    from pytgi.server.tracing import start_tracing
 
     log_compatibility_flags(config)
     built = build_engine(config)
@@ -142,6 +143,7 @@ def serve(config: EngineConfig) -> None:
             api_key=server.api_key,
             cors_allow_origins=server.cors_allow_origin,
             validation_workers=server.validation_workers,
+            tracing=start_tracing(server.otlp_endpoint, server.otlp_service_name),
         )
         serve_http(app, host, port, graceful_timeout_s=server.graceful_termination_timeout)
     finally:

@@ -7,8 +7,10 @@ The app holds no module-level state: everything a route needs is in the
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Sequence
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -29,12 +31,13 @@ from pytgi.server.tgi_response_schemas import (
     ErrorResponse,
     GenerateResponse,
     Info,
-    StreamResponse,
+    StreamEvent,
     TokenizeResponse,
     VertexResponse,
 )
 from pytgi.server.tgi_routes import TgiRoutes
 from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateRequest
+from pytgi.server.tracing import Tracing, TracingMiddleware
 
 ROUTER_NAME = "text-generation-router"
 DEFAULT_PAYLOAD_LIMIT = 2_000_000  # bytes, TGI's --payload-limit default
@@ -47,7 +50,7 @@ DOCUMENTED_MODELS = (
     VertexRequest,
     GenerateResponse,
     CompatGenerateResponse,
-    StreamResponse,
+    StreamEvent,
     TokenizeResponse,
     Info,
     VertexResponse,
@@ -77,6 +80,7 @@ def build_app(
     api_key: str | None = None,
     cors_allow_origins: tuple[str, ...] = (),
     validation_workers: int = 2,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """Build the HTTP app over `client`.
 
@@ -112,12 +116,17 @@ def build_app(
     app.add_exception_handler(BodyRejection, _body_rejection_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error_handler)
-    app.include_router(ServiceRoutes(state).router())
     tgi_routes = TgiRoutes(state)
-    app.include_router(tgi_routes.router())
-    app.include_router(CloudRoutes(state, tgi_routes).router())
+    routers = (ServiceRoutes(state).router(), tgi_routes.router(), CloudRoutes(state, tgi_routes).router())
+    for router in routers:
+        app.include_router(router)
+    app.state.methods_by_path = methods_by_path(routers)  # for the `Allow` header of a 405
     if api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+    if tracing is not None:
+        # Outside the API-key check, so rejected requests are traced too.
+        app.add_middleware(TracingMiddleware, tracing=tracing)
+        app.state.tracing = tracing  # launch.serve flushes it when the server stops
     if cors_allow_origins:
         # Added last, so it runs first: preflight requests carry no credentials.
         # Unlike TGI (any origin when unset), no CORS headers unless origins are configured.
@@ -146,8 +155,26 @@ async def _unexpected_error_handler(request: Request, exc: Exception) -> Respons
 async def _http_error_handler(request: Request, exc: StarletteHTTPException) -> Response:
     """Routing errors (unknown path, wrong method) in the same JSON shape as every other error."""
     body = {"error": str(exc.detail), "error_type": HTTP_ERROR_TYPES.get(exc.status_code, "http")}
+    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() != "allow"}
+    if exc.status_code == 405:
+        headers["allow"] = ", ".join(allowed_methods(request))
     return Response(json_bytes(body), status_code=exc.status_code, media_type="application/json",
-                    headers=exc.headers)
+                    headers=headers)
+
+
+def methods_by_path(routers: Sequence[APIRouter]) -> dict[str, list[str]]:
+    """Every method served at each path. Starlette's own `Allow` names only the first
+    matching route's methods, and `/` has two routes (GET health, POST generate)."""
+    methods: dict[str, set[str]] = {}
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                methods.setdefault(route.path, set()).update(route.methods)
+    return {path: sorted(names) for path, names in methods.items()}
+
+
+def allowed_methods(request: Request) -> list[str]:
+    return list(request.app.state.methods_by_path.get(request.url.path, ()))
 
 
 class ServiceRoutes:

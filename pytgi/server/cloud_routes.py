@@ -20,7 +20,7 @@ from pytgi.server.extract import BodyRejection, parse_wire, read_json_value
 from pytgi.server.openapi import generation_operation
 from pytgi.server.responses import json_bytes
 from pytgi.server.state import ServerState
-from pytgi.server.tgi_response_schemas import CompatGenerateResponse, StreamResponse, VertexResponse
+from pytgi.server.tgi_response_schemas import CompatGenerateResponse, VertexResponse
 from pytgi.server.tgi_routes import TgiRoutes, gather_or_cancel
 from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateParameters, GenerateRequest, WireModel
 
@@ -61,7 +61,7 @@ class CloudRoutes:
 
     def router(self) -> APIRouter:
         router = APIRouter()
-        invocations = generation_operation(CompatGenerateRequest, CompatGenerateResponse, StreamResponse)
+        invocations = generation_operation(CompatGenerateRequest, CompatGenerateResponse, stream=True)
         router.add_api_route(
             "/invocations",
             self.invocations,

@@ -68,4 +68,9 @@ def serve(
         log_config=None,
     )
     state = getattr(app.state, "pytgi", None)
-    _Server(config, state.limiter.begin_drain if state is not None else None).run()
+    tracing = getattr(app.state, "tracing", None)
+    try:
+        _Server(config, state.limiter.begin_drain if state is not None else None).run()
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # export the spans of the last requests before exit

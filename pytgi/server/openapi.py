@@ -16,13 +16,20 @@ import pydantic
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from pytgi.server.tgi_response_schemas import ErrorResponse
+from pytgi.server.tgi_response_schemas import ErrorResponse, StreamEvent
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
 
 JSON = "application/json"
 SSE = "text/event-stream"
+
+# Answers to a body the route cannot read, before any validation.
+BODY_ERRORS: dict[int, str] = {
+    400: "Malformed JSON body",
+    413: "Payload too large",
+    415: "Unsupported media type",
+}
 
 # TGI's error statuses of a generation route, with its descriptions.
 GENERATION_ERRORS: dict[int, str] = {
@@ -37,6 +44,18 @@ def ref(model: type[pydantic.BaseModel]) -> dict[str, str]:
     return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
 
 
+def sse_event_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """One server-sent event whose `data:` is `model` as JSON (OpenAPI 3.2 reads a
+    stream's schema per event; `contentSchema` says what the data string holds)."""
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {"type": "string", "contentMediaType": JSON, "contentSchema": ref(model)},
+        },
+    }
+
+
 def body_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
     """`openapi_extra` for a route whose JSON body is `model`."""
     return {"requestBody": {"required": True, "content": {JSON: {"schema": ref(model)}}}}
@@ -46,20 +65,22 @@ def operation(
     *,
     body: type[pydantic.BaseModel] | None = None,
     ok: type[pydantic.BaseModel] | None = None,
-    stream: type[pydantic.BaseModel] | None = None,
+    stream: bool = False,
     ok_description: str = "Generated Text",
     errors: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """`openapi_extra` for one route: its body, its 200 answer as JSON (`ok`)
-    and/or as an SSE stream of `stream` events, and its error answers (all
+    and/or as an SSE stream (`stream`, of `StreamEvent`s), and its error answers (all
     `ErrorResponse`). Register the route with `response_class=Response`, so
     FastAPI adds no schema-less JSON answer of its own."""
     extra: dict[str, Any] = body_schema(body) if body is not None else {}
+    if body is not None:
+        errors = {**BODY_ERRORS, **(errors or {})}
     ok_content: dict[str, Any] = {}
     if ok is not None:
         ok_content[JSON] = {"schema": ref(ok)}
-    if stream is not None:
-        ok_content[SSE] = {"schema": ref(stream)}
+    if stream:
+        ok_content[SSE] = {"schema": sse_event_schema(StreamEvent)}
     responses: dict[str, Any] = {"200": {"description": ok_description}}
     if ok_content:
         responses["200"]["content"] = ok_content
@@ -72,7 +93,7 @@ def operation(
 def generation_operation(
     body: type[pydantic.BaseModel],
     ok: type[pydantic.BaseModel] | None,
-    stream: type[pydantic.BaseModel] | None = None,
+    stream: bool = False,
 ) -> dict[str, Any]:
     """A route that generates: it may fail with any of TGI's generation errors."""
     return operation(body=body, ok=ok, stream=stream, errors=GENERATION_ERRORS)

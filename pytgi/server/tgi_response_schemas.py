@@ -85,6 +85,10 @@ class ErrorResponse(ResponseModel):
     error_type: str
 
 
+class StreamEvent(RootModel[StreamResponse | ErrorResponse]):
+    """What a `data:` event of a TGI stream carries: a token, or the error that ends it."""
+
+
 class SimpleToken(ResponseModel):
     id: int = Field(ge=0)
     text: str

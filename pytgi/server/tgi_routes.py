@@ -47,6 +47,7 @@ from pytgi.server.sse import (
 )
 from pytgi.server.state import ServerState
 from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateRequest
+from pytgi.server.tracing import record_generation
 from pytgi.server.validation import (
     ValidatedGenerate,
     check_best_of_bound,
@@ -79,12 +80,12 @@ class TgiRoutes:
             (
                 "/generate_stream",
                 self.generate_stream,
-                generation_operation(GenerateRequest, None, schemas.StreamResponse),
+                generation_operation(GenerateRequest, None, stream=True),
             ),
             (
                 "/",
                 self.compat_generate,
-                generation_operation(CompatGenerateRequest, schemas.CompatGenerateResponse, schemas.StreamResponse),
+                generation_operation(CompatGenerateRequest, schemas.CompatGenerateResponse, stream=True),
             ),
             (
                 "/tokenize",
@@ -163,6 +164,7 @@ class TgiRoutes:
         final = best.final
         durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
         metrics.request_succeeded(durations, final.num_generated_tokens)
+        record_generation(durations, final, validated.request)
         body = generate_body(validated, best, others)
         return Response(
             json_bytes([body] if as_list else body),
@@ -293,16 +295,17 @@ class TgiRoutes:
                     is_last = output.finished and i == len(output.tokens) - 1
                     yield sse_data(stream_event(validated, index, token, top, output if is_last else None))
                 if output.finished:
-                    self._record_stream_success(start_s, output)
+                    self._record_stream_success(validated.request, start_s, output)
                     return
         finally:
             await ticks.aclose()
             await close_iterator(outputs)
         raise IncompleteGenerationStreamError()
 
-    def _record_stream_success(self, start_s: float, final: RequestOutput) -> None:
+    def _record_stream_success(self, request: GenerationRequest, start_s: float, final: RequestOutput) -> None:
         durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
         self.state.metrics.request_succeeded(durations, final.num_generated_tokens)
+        record_generation(durations, final, request)
 
 
 async def gather_or_cancel(works: list[Awaitable[T]]) -> list[T]:

@@ -29,29 +29,37 @@ class GrammarType(WireModel):
     value: Any
 
 
+def doc(description: str, **bounds: float) -> Any:
+    """An optional field documented with TGI's bounds. The bounds are for the OpenAPI
+    document only: `validation.py` enforces them, with TGI's messages and order."""
+    return Field(default=None, description=description, json_schema_extra=bounds or None)
+
+
 class GenerateParameters(WireModel):
-    best_of: U64 | None = None
-    temperature: float | None = None
-    repetition_penalty: float | None = None
-    frequency_penalty: float | None = None
-    top_k: I32 | None = None
-    top_p: float | None = None
-    typical_p: float | None = None
-    do_sample: bool | None = None
-    max_new_tokens: U32 | None = None
-    return_full_text: bool | None = None
-    stop: list[str] | None = None
-    truncate: U64 | None = None
-    watermark: bool | None = None
-    details: bool | None = None
-    decoder_input_details: bool | None = None
-    seed: U64 | None = None
-    top_n_tokens: U32 | None = None
-    grammar: GrammarType | None = None
-    adapter_id: str | None = None
+    best_of: U64 | None = doc("Generate best_of sequences and return the one with the best mean logprob.",
+                              exclusiveMinimum=0)
+    temperature: float | None = doc("The value used to modulate the logits distribution.", exclusiveMinimum=0)
+    repetition_penalty: float | None = doc("Repetition penalty; 1.0 means none.", exclusiveMinimum=0)
+    frequency_penalty: float | None = doc("Frequency penalty; 0.0 means none.", minimum=-2, maximum=2)
+    top_k: I32 | None = doc("Keep the k most likely tokens.", exclusiveMinimum=0)
+    top_p: float | None = doc("Nucleus sampling: keep the smallest set of tokens with this probability mass.",
+                              exclusiveMinimum=0, exclusiveMaximum=1)
+    typical_p: float | None = doc("Typical decoding mass.", exclusiveMinimum=0, exclusiveMaximum=1)
+    do_sample: bool | None = doc("Sample instead of taking the most likely token.")
+    max_new_tokens: U32 | None = doc("Most tokens to generate.", exclusiveMinimum=0)
+    return_full_text: bool | None = doc("Prepend the prompt to the generated text.")
+    stop: list[str] | None = doc("Stop when one of these strings is generated.")
+    truncate: U64 | None = doc("Keep only the last `truncate` prompt tokens.", exclusiveMinimum=0)
+    watermark: bool | None = doc("Watermark the output (Kirchenbauer et al. 2023).")
+    details: bool | None = doc("Return generation details.")
+    decoder_input_details: bool | None = doc("Return the prompt tokens with their logprobs.")
+    seed: U64 | None = doc("Random sampling seed.")
+    top_n_tokens: U32 | None = doc("Return the n most likely alternatives of each generated token.")
+    grammar: GrammarType | None = doc("Constrain the output to a JSON schema or a regex.")
+    adapter_id: str | None = doc("LoRA adapter id.")
     # pytgi extension (as in vLLM), off by default: generate past EOS up to
     # max_new_tokens, so that benchmarks get exact lengths. TGI clients never send it.
-    ignore_eos: bool | None = None
+    ignore_eos: bool | None = doc("pytgi extension: keep generating past EOS up to max_new_tokens.")
 
 
 # TGI's preset when `parameters` is absent: sampling on, everything else at its type default.

@@ -72,6 +72,11 @@ def test_unknown_route_and_wrong_method_are_json() -> None:
     wrong = client.get("/generate")
     assert wrong.status_code == 405
     assert wrong.json() == {"error": "Method Not Allowed", "error_type": "method_not_allowed"}
+    assert wrong.headers["allow"] == "POST"
+    # `/` is served by two routes: the answer names both methods (Starlette's names only the first).
+    options = client.request("OPTIONS", "/")
+    assert options.status_code == 405
+    assert options.headers["allow"] == "GET, POST"
 
 
 def test_deeply_nested_json_is_a_client_error() -> None:

@@ -24,7 +24,7 @@ def test_openapi_document_describes_answers_with_tgi_names() -> None:
     components = document["components"]["schemas"]
     expected = {
         ("/generate", "post"): ("generate", "GenerateResponse"),
-        ("/generate_stream", "post"): ("generate_stream", "StreamResponse"),
+        ("/generate_stream", "post"): ("generate_stream", "StreamEvent"),
         ("/", "post"): ("compat_generate", "CompatGenerateResponse"),
         ("/tokenize", "post"): ("tokenize", "TokenizeResponse"),
         ("/info", "get"): ("get_model_info", "Info"),
@@ -35,12 +35,16 @@ def test_openapi_document_describes_answers_with_tgi_names() -> None:
         assert operation["operationId"] == operation_id
         content = operation["responses"]["200"]["content"]
         media = "text/event-stream" if path == "/generate_stream" else "application/json"
-        assert content[media]["schema"]["$ref"].endswith("/" + model), path
+        schema = content[media]["schema"]
+        if media == "text/event-stream":
+            schema = schema["properties"]["data"]["contentSchema"]
+        assert schema["$ref"].endswith("/" + model), path
         assert model in components
     for path in ("/", "/invocations"):  # JSON or, with `stream`, SSE events
         content = document["paths"][path]["post"]["responses"]["200"]["content"]
-        assert content["text/event-stream"]["schema"]["$ref"].endswith("/StreamResponse")
-    for name in ("Details", "Token", "PrefillToken", "BestOfSequence", "StreamDetails", "SimpleToken"):
+        data = content["text/event-stream"]["schema"]["properties"]["data"]
+        assert data["contentSchema"]["$ref"].endswith("/StreamEvent")
+    for name in ("StreamResponse", "Details", "Token", "PrefillToken", "BestOfSequence", "StreamDetails", "SimpleToken"):
         assert name in components
     errors = document["paths"]["/generate"]["post"]["responses"]
     assert {"422", "424", "429", "500"} <= set(errors)
