@@ -31,6 +31,10 @@ class ChatTemplateError(PytgiError):
     """The chat template failed on this request; the message is the template's own."""
 
 
+class ToolError(PytgiError):
+    """Tools were asked for in a way that cannot work, or the model's tool call did not parse."""
+
+
 class ConfigError(PytgiError):
     """Invalid start-up configuration. The message names the field and the value."""
 

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from pytgi.config import ServingLimits
 from pytgi.engine.client import EngineStats, ModelInfo, TokenSpan
 from pytgi.engine.engine import Engine
 from pytgi.engine.input_processor import InputProcessor, ProcessedRequest
-from pytgi.errors import GenerationError, ValidationError
+from pytgi.errors import ChatTemplateError, GenerationError, ValidationError
 from pytgi.metrics.stats import StepStats
 from pytgi.protocol import GenerationRequest, RequestOutput, SamplingParams, StoppingParams
 from pytgi.tokenizer.tokenizer import Tokenizer
@@ -129,6 +131,21 @@ class AsyncEngine:
             TokenSpan(t.id, raw[t.start : t.stop].decode("utf-8", "replace"), t.start, t.stop)
             for t in encoded
         ]
+
+    @property
+    def chat_template_uses_tools(self) -> bool | None:
+        template = self._tokenizer.chat_template
+        return None if template is None else template.uses_tools
+
+    async def apply_chat_template(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None
+    ) -> str:
+        template = self._tokenizer.chat_template
+        if template is None:
+            raise ChatTemplateError("template not found")
+        loop = asyncio.get_running_loop()
+        render = functools.partial(template.render, messages, add_generation_prompt=True, tools=tools)
+        return await loop.run_in_executor(self._validation_pool, render)
 
     async def check_health(self) -> bool:
         if self._thread is None or not self._thread.is_alive() or self._stopping:

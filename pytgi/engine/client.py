@@ -6,9 +6,9 @@ The server depends only on `EngineClient`; the real implementation is
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pytgi.config import ServingLimits
 from pytgi.metrics.stats import StepStats
@@ -70,6 +70,20 @@ class EngineClient(Protocol):
         ...
 
     async def tokenize(self, text: str) -> list[TokenSpan]: ...
+
+    @property
+    def chat_template_uses_tools(self) -> bool | None:
+        """Whether the model's chat template reads `tools`; None when it has no template."""
+        ...
+
+    async def apply_chat_template(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None
+    ) -> str:
+        """The prompt for a conversation (messages as template-ready dicts), rendered off
+        the event loop within the template's time budget, with the generation prompt
+        (or continuing a final assistant message). Raises `errors.ChatTemplateError`,
+        also when the model has no chat template."""
+        ...
 
     async def check_health(self) -> bool:
         """True when the engine loop is alive and the last model step worked (or,

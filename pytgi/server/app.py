@@ -19,9 +19,11 @@ from starlette.responses import Response
 
 from pytgi.engine.client import EngineClient
 from pytgi.metrics.prometheus import CONTENT_TYPE, TgiMetrics
+from pytgi.server import openai_schemas
 from pytgi.server.cloud_routes import CloudRoutes, VertexRequest
 from pytgi.server.errors import unhealthy_response
 from pytgi.server.extract import BodyRejection
+from pytgi.server.openai_routes import OpenAIRoutes
 from pytgi.server.openapi import OpenApiDocument, operation
 from pytgi.server.responses import json_bytes
 from pytgi.server.security import ApiKeyMiddleware
@@ -55,6 +57,14 @@ DOCUMENTED_MODELS = (
     Info,
     VertexResponse,
     ErrorResponse,
+    openai_schemas.ChatRequest,
+    openai_schemas.CompletionRequest,
+    openai_schemas.ChatCompletion,
+    openai_schemas.ChatStreamEvent,
+    openai_schemas.CompletionFinal,
+    openai_schemas.CompletionStreamEvent,
+    openai_schemas.ChatTokenizeResponse,
+    openai_schemas.ModelList,
 )
 
 
@@ -117,7 +127,13 @@ def build_app(
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error_handler)
     tgi_routes = TgiRoutes(state)
-    routers = (ServiceRoutes(state).router(), tgi_routes.router(), CloudRoutes(state, tgi_routes).router())
+    openai_routes = OpenAIRoutes(state, tgi_routes.runner)
+    routers = (
+        ServiceRoutes(state).router(),
+        tgi_routes.router(),
+        openai_routes.router(),
+        CloudRoutes(state, tgi_routes, openai_routes).router(),
+    )
     for router in routers:
         app.include_router(router)
     app.state.methods_by_path = methods_by_path(routers)  # for the `Allow` header of a 405
@@ -169,7 +185,7 @@ def methods_by_path(routers: Sequence[APIRouter]) -> dict[str, list[str]]:
     for router in routers:
         for route in router.routes:
             if isinstance(route, APIRoute):
-                methods.setdefault(route.path, set()).update(route.methods)
+                methods.setdefault(route.path, set()).update(route.methods or ())
     return {path: sorted(names) for path, names in methods.items()}
 
 

@@ -1,30 +1,31 @@
 """The cloud-platform routes TGI always registers: SageMaker's `/invocations`
 (one route for every request shape) and Google Vertex's `/vertex`.
 
-Both reuse the native routes' pipeline. Chat and completion bodies need the
-Messages API, which pytgi does not serve yet: they get a clear 422 instead of
-being misread as something else.
+Both reuse the native and OpenAI routes' pipelines.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pytgi.errors import PytgiError
+from pytgi.errors import ChatTemplateError, PytgiError
+from pytgi.server.errors import error_response
 from pytgi.server.extract import BodyRejection, parse_wire, read_json_value
+from pytgi.server.generation import gather_or_cancel
+from pytgi.server.openai_routes import OpenAIRoutes
+from pytgi.server.openai_schemas import ChatRequest, CompletionRequest
 from pytgi.server.openapi import generation_operation
 from pytgi.server.responses import json_bytes
 from pytgi.server.state import ServerState
 from pytgi.server.tgi_response_schemas import CompatGenerateResponse, VertexResponse
-from pytgi.server.tgi_routes import TgiRoutes, gather_or_cancel
+from pytgi.server.tgi_routes import TgiRoutes
 from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateParameters, GenerateRequest, WireModel
-
-MESSAGES_API_MISSING = "chat and completion requests need the Messages API, which pytgi does not serve yet"
 
 
 class VertexRequest(WireModel):
@@ -35,10 +36,6 @@ def json_error(status: int, message: str, error_type: str) -> Response:
     return Response(
         json_bytes({"error": message, "error_type": error_type}), status_code=status, media_type="application/json"
     )
-
-
-def is_messages_api_body(value: Any) -> bool:
-    return isinstance(value, dict) and ("messages" in value or "prompt" in value)
 
 
 def vertex_generate_request(instance: dict[str, Any]) -> GenerateRequest:
@@ -54,10 +51,15 @@ def vertex_generate_request(instance: dict[str, Any]) -> GenerateRequest:
     return GenerateRequest(inputs=instance["inputs"], parameters=parameters)
 
 
+def parse_chat_instance(instance: dict[str, Any]) -> ChatRequest:
+    return ChatRequest.model_validate({**instance, "stream": False})
+
+
 class CloudRoutes:
-    def __init__(self, state: ServerState, tgi: TgiRoutes) -> None:
+    def __init__(self, state: ServerState, tgi: TgiRoutes, openai: OpenAIRoutes) -> None:
         self.state = state
         self.tgi = tgi
+        self.openai = openai
 
     def router(self) -> APIRouter:
         router = APIRouter()
@@ -87,8 +89,12 @@ class CloudRoutes:
         value = await read_json_value(request, self.state.payload_limit)
         if isinstance(value, dict) and "inputs" in value:
             return await self.tgi.answer_compat(request, parse_wire(value, CompatGenerateRequest), start_s)
-        if is_messages_api_body(value):
-            return json_error(422, MESSAGES_API_MISSING, "validation")
+        if isinstance(value, dict) and "messages" in value:
+            wire = parse_wire(value, ChatRequest)
+            return await self.openai.chat.chat_completions(request, wire, start_s)
+        if isinstance(value, dict) and "prompt" in value:
+            completion = parse_wire(value, CompletionRequest)
+            return await self.openai.completion.completions(request, completion, start_s)
         raise BodyRejection(
             422,
             "Failed to deserialize the JSON body into the target type: "
@@ -99,16 +105,22 @@ class CloudRoutes:
         wire = parse_wire(await read_json_value(request, self.state.payload_limit), VertexRequest)
         if not wire.instances:
             return json_error(422, "Input validation error", "Input validation error")
-        if any("inputs" not in instance for instance in wire.instances):
-            return json_error(422, MESSAGES_API_MISSING, "validation")
         try:
-            requests = [vertex_generate_request(instance) for instance in wire.instances]
+            works = [self._vertex_prediction(instance) for instance in wire.instances]
         except Exception:  # an instance of the wrong shape
             return json_error(422, "Input validation error", "Input validation error")
         try:
             # One failure ends the others too (their engine requests are aborted).
-            texts = await gather_or_cancel([self.tgi.generated_text(r) for r in requests])
+            texts = await gather_or_cancel(works)
+        except ChatTemplateError as exc:
+            return error_response(exc)
         except PytgiError:
             return json_error(500, "Incomplete generation", "Incomplete generation")
         body = {"predictions": list(texts)}
         return Response(json_bytes(body), media_type="application/json")
+
+    def _vertex_prediction(self, instance: dict[str, Any]) -> Awaitable[str]:
+        """A generate-style instance (`inputs`) or a chat request. Raises on a wrong shape."""
+        if "inputs" in instance:
+            return self.tgi.generated_text(vertex_generate_request(instance))
+        return self.openai.chat.answer_text(parse_chat_instance(instance))

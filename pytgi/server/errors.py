@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from starlette.responses import Response
 
 from pytgi.errors import (
+    ChatTemplateError,
     GenerationError,
     IncompleteGenerationError,
     OverloadedError,
     PytgiError,
     ShuttingDownError,
+    ToolError,
     ValidationError,
 )
 
@@ -37,6 +39,8 @@ class ErrorKind:
 # Most specific class first: lookup walks the exception's MRO.
 ERROR_KINDS: dict[type[PytgiError], ErrorKind] = {
     ValidationError: ErrorKind(422, "validation", "Input validation error: {0}", "validation"),
+    ChatTemplateError: ErrorKind(422, "template_error", "Template error: {0}", "validation"),
+    ToolError: ErrorKind(422, "tool_error", "Tool error: {0}", "validation"),
     OverloadedError: ErrorKind(429, "overloaded", "Model is overloaded", "overloaded"),
     # Not in TGI (its listener closes at once); pytgi answers keep-alive clients while it drains.
     ShuttingDownError: ErrorKind(503, "unavailable", "Server is shutting down", "overloaded"),

@@ -44,16 +44,14 @@ def ref(model: type[pydantic.BaseModel]) -> dict[str, str]:
     return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
 
 
-def sse_event_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+def sse_event_schema(model: type[pydantic.BaseModel], done_sentinel: bool = False) -> dict[str, Any]:
     """One server-sent event whose `data:` is `model` as JSON (OpenAPI 3.2 reads a
-    stream's schema per event; `contentSchema` says what the data string holds)."""
-    return {
-        "type": "object",
-        "required": ["data"],
-        "properties": {
-            "data": {"type": "string", "contentMediaType": JSON, "contentSchema": ref(model)},
-        },
-    }
+    stream's schema per event; `contentSchema` says what the data string holds).
+    The OpenAI streams end with the literal `[DONE]` (`done_sentinel`)."""
+    data: dict[str, Any] = {"type": "string", "contentMediaType": JSON, "contentSchema": ref(model)}
+    if done_sentinel:
+        data = {"anyOf": [{"const": "[DONE]"}, data]}
+    return {"type": "object", "required": ["data"], "properties": {"data": data}}
 
 
 def body_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
@@ -65,12 +63,13 @@ def operation(
     *,
     body: type[pydantic.BaseModel] | None = None,
     ok: type[pydantic.BaseModel] | None = None,
-    stream: bool = False,
+    stream: bool | type[pydantic.BaseModel] = False,
     ok_description: str = "Generated Text",
     errors: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """`openapi_extra` for one route: its body, its 200 answer as JSON (`ok`)
-    and/or as an SSE stream (`stream`, of `StreamEvent`s), and its error answers (all
+    and/or as an SSE stream (`stream`: True for TGI's `StreamEvent`s, or the event model
+    of an OpenAI stream), and its error answers (all
     `ErrorResponse`). Register the route with `response_class=Response`, so
     FastAPI adds no schema-less JSON answer of its own."""
     extra: dict[str, Any] = body_schema(body) if body is not None else {}
@@ -79,8 +78,10 @@ def operation(
     ok_content: dict[str, Any] = {}
     if ok is not None:
         ok_content[JSON] = {"schema": ref(ok)}
-    if stream:
+    if stream is True:
         ok_content[SSE] = {"schema": sse_event_schema(StreamEvent)}
+    elif stream:  # an OpenAI stream's event model
+        ok_content[SSE] = {"schema": sse_event_schema(stream, done_sentinel=True)}
     responses: dict[str, Any] = {"200": {"description": ok_description}}
     if ok_content:
         responses["200"]["content"] = ok_content
@@ -93,7 +94,7 @@ def operation(
 def generation_operation(
     body: type[pydantic.BaseModel],
     ok: type[pydantic.BaseModel] | None,
-    stream: bool = False,
+    stream: bool | type[pydantic.BaseModel] = False,
 ) -> dict[str, Any]:
     """A route that generates: it may fail with any of TGI's generation errors."""
     return operation(body=body, ok=ok, stream=stream, errors=GENERATION_ERRORS)

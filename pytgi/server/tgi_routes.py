@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import replace
 from typing import TypeVar
@@ -21,11 +21,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pytgi.engine.client import ModelInfo
-from pytgi.errors import GenerationError, IncompleteGenerationError, PytgiError
-from pytgi.protocol import GenerationRequest, RequestOutput, Token
+from pytgi.errors import GenerationError, PytgiError
+from pytgi.protocol import GenerationRequest, RequestOutput
 from pytgi.server import tgi_response_schemas as schemas
-from pytgi.server.errors import IncompleteGenerationStreamError, error_kind, error_payload, error_response
+from pytgi.server.errors import error_kind, error_payload, error_response
 from pytgi.server.extract import read_json
+from pytgi.server.generation import GenerationRunner, gather_or_cancel
 from pytgi.server.openapi import generation_operation, operation
 from pytgi.server.responses import (
     Generation,
@@ -40,10 +41,8 @@ from pytgi.server.sse import (
     KEEPALIVE_EVENT,
     ClientDisconnected,
     SseResponse,
-    close_iterator,
     run_unless_disconnected,
     sse_data,
-    with_keepalive,
 )
 from pytgi.server.state import ServerState
 from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateRequest
@@ -72,6 +71,7 @@ def compat_return_full_text(model_info: ModelInfo) -> bool:
 class TgiRoutes:
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        self.runner = GenerationRunner(state)
 
     def router(self) -> APIRouter:
         router = APIRouter(tags=["Text Generation Inference"])
@@ -189,47 +189,13 @@ class TgiRoutes:
             requests = [validated.request] + [
                 replace(validated.request, request_id=new_request_id()) for _ in range(num_sequences - 1)
             ]
-            generations = await gather_or_cancel([self._collect(r) for r in requests])
+            generations = await gather_or_cancel([self.runner.collect(r) for r in requests])
         finally:
             permit.release()
         # max() keeps the first of equals, as TGI's strict `>` scan does.
         winner = max(range(len(generations)), key=lambda i: generations[i].mean_logprob)
         others = [g for i, g in enumerate(generations) if i != winner]
         return validated, generations[winner], others
-
-    async def _collect(self, request: GenerationRequest) -> Generation:
-        outputs: AsyncIterator[RequestOutput] | None = None
-        tokens: list[Token] = []
-        top_tokens: list[tuple[Token, ...]] = []
-        prefill_tokens: tuple[Token, ...] = ()
-        admitted = False
-        try:
-            outputs = self.state.client.generate(request)
-            async for output in outputs:
-                if not admitted:
-                    self._record_admitted(request, output)
-                    admitted = True
-                tokens.extend(output.tokens)
-                top_tokens.extend(output.top_tokens)
-                prefill_tokens = output.prefill_tokens or prefill_tokens
-                if output.finished:
-                    return Generation(request, tuple(tokens), tuple(top_tokens), prefill_tokens, output)
-        except PytgiError:
-            raise
-        except Exception as exc:
-            logger.exception("engine failed on request %s", request.request_id)
-            raise GenerationError(str(exc)) from exc
-        finally:
-            if outputs is not None:
-                await close_iterator(outputs)
-        raise IncompleteGenerationError()
-
-    def _record_admitted(self, request: GenerationRequest, first_output: RequestOutput) -> None:
-        num_prompt_tokens = first_output.num_prompt_tokens
-        max_new_tokens = request.stopping.max_new_tokens
-        if max_new_tokens is None:
-            max_new_tokens = self.state.limits.max_total_tokens - num_prompt_tokens
-        self.state.metrics.request_admitted(num_prompt_tokens, max_new_tokens)
 
     # --- streamed --------------------------------------------------------------------------
 
@@ -274,47 +240,16 @@ class TgiRoutes:
         self, validated: ValidatedGenerate, start_s: float
     ) -> AsyncGenerator[bytes, None]:
         """One event per generated token; the last carries generated_text and details."""
-        outputs = self.state.client.generate(validated.request)
-        ticks = with_keepalive(outputs, self.state.keepalive_interval_s)
-        index = 0
-        admitted = False
-        try:
-            async for output in ticks:
-                if output is None:
+        async with aclosing(self.runner.tokens(validated.request)) as items:
+            async for item in items:
+                if item is None:
                     yield KEEPALIVE_EVENT
                     continue
-                if not admitted:
-                    self._record_admitted(validated.request, output)
-                    admitted = True
-                if output.finished and not output.tokens:
-                    # The final event must carry a token; an engine that ends without one is incomplete.
-                    break
-                for i, token in enumerate(output.tokens):
-                    index += 1
-                    top = output.top_tokens[i] if i < len(output.top_tokens) else ()
-                    is_last = output.finished and i == len(output.tokens) - 1
-                    yield sse_data(stream_event(validated, index, token, top, output if is_last else None))
-                if output.finished:
-                    self._record_stream_success(validated.request, start_s, output)
-                    return
-        finally:
-            await ticks.aclose()
-            await close_iterator(outputs)
-        raise IncompleteGenerationStreamError()
+                yield sse_data(stream_event(validated, item.index, item.token, item.top_tokens, item.final))
+                if item.final is not None:
+                    self._record_stream_success(validated.request, start_s, item.final)
 
     def _record_stream_success(self, request: GenerationRequest, start_s: float, final: RequestOutput) -> None:
         durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
         self.state.metrics.request_succeeded(durations, final.num_generated_tokens)
         record_generation(durations, final, request)
-
-
-async def gather_or_cancel(works: list[Awaitable[T]]) -> list[T]:
-    """Run concurrently; the first failure (or our own cancellation) cancels the rest,
-    and waits for them, so every engine request is closed (aborted) before returning."""
-    tasks = [asyncio.ensure_future(w) for w in works]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -10,25 +10,33 @@ read from a test thread (list.append is atomic).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytgi.config import ServingLimits
+from pytgi.demo import DEMO_MODEL_DIR
 from pytgi.engine.client import EngineStats, ModelInfo, TokenSpan
-from pytgi.errors import GenerationError, ValidationError
+from pytgi.errors import ChatTemplateError, GenerationError, ValidationError
 from pytgi.metrics.stats import StepStats
 from pytgi.protocol import FinishReason, GenerationRequest, RequestOutput, RequestTimings, Token
+from pytgi.tokenizer.chat_template import ChatTemplate
 
 EOS_TEXT = "</s>"
 EOS_ID = 2
+# The bundled demo model's template (ChatML), so chat tests see real rendering.
+DEMO_CHAT_TEMPLATE = ChatTemplate.from_model(
+    DEMO_MODEL_DIR, json.loads((DEMO_MODEL_DIR / "tokenizer_config.json").read_text()), eos_token=EOS_TEXT
+)
 
 
-def make_limits(**overrides: int) -> ServingLimits:
-    values = dict(
+def make_limits(**overrides: int | bool) -> ServingLimits:
+    values: dict[str, int | bool] = dict(
         max_input_tokens=1000,
         max_total_tokens=2000,
         max_batch_total_tokens=4096,
@@ -39,7 +47,7 @@ def make_limits(**overrides: int) -> ServingLimits:
         max_client_batch_size=4,
     )
     values.update(overrides)
-    return ServingLimits(**values)
+    return ServingLimits(**values)  # type: ignore[arg-type]
 
 
 def make_model_info(**overrides: object) -> ModelInfo:
@@ -80,7 +88,9 @@ class FakeEngine:
         script: FakeScript | None = None,
         script_for: Callable[[GenerationRequest, int], FakeScript] | None = None,
         healthy: bool = True,
+        chat_template: ChatTemplate | None = DEMO_CHAT_TEMPLATE,
     ) -> None:
+        self.chat_template = chat_template
         self._limits = limits or make_limits()
         self._model_info = model_info or make_model_info()
         self.script = script or FakeScript()
@@ -113,6 +123,17 @@ class FakeEngine:
             stop = start + len(match.group().encode())
             spans.append(TokenSpan(id=100 + i, text=match.group(), start=start, stop=stop))
         return spans
+
+    @property
+    def chat_template_uses_tools(self) -> bool | None:
+        return None if self.chat_template is None else self.chat_template.uses_tools
+
+    async def apply_chat_template(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None
+    ) -> str:
+        if self.chat_template is None:
+            raise ChatTemplateError("template not found")
+        return self.chat_template.render(messages, add_generation_prompt=True, tools=tools)
 
     async def check_health(self) -> bool:
         return self.healthy

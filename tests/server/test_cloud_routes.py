@@ -16,13 +16,29 @@ def test_invocations_dispatches_generate_bodies_like_compat() -> None:
     assert sse_events(stream.text)[-1]["generated_text"] is not None
 
 
-def test_invocations_refuses_chat_until_the_messages_api_exists() -> None:
+def test_invocations_dispatches_chat_and_completion_bodies() -> None:
     client, engine = make_client()
-    response = client.post("/invocations", json={"messages": [{"role": "user", "content": "hi"}]})
-    assert response.status_code == 422 and "Messages API" in response.json()["error"]
+    chat = client.post("/invocations", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})
+    assert chat.status_code == 200
+    assert chat.json()["object"] == "chat.completion"
+    assert engine.requests[-1].prompt == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    completion = client.post("/invocations", json={"prompt": "Once", "max_tokens": 2})
+    assert completion.status_code == 200 and completion.json()["object"] == "text_completion"
+    streamed = client.post("/invocations", json={"prompt": "Once", "max_tokens": 2, "stream": True})
+    assert streamed.text.rstrip().endswith("data: [DONE]")
+    num_requests = len(engine.requests)
     response = client.post("/invocations", json={"something": 1})
     assert response.status_code == 422
-    assert engine.requests == []
+    assert len(engine.requests) == num_requests
+
+
+def test_vertex_takes_chat_instances() -> None:
+    client, engine = make_client()
+    body = {"instances": [{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}]}
+    response = client.post("/vertex", json=body)
+    assert response.status_code == 200
+    assert response.json() == {"predictions": ["Hello world"]}
+    assert engine.requests[0].add_special_tokens is False
 
 
 def test_vertex_predictions_and_errors() -> None:
