@@ -247,6 +247,8 @@ class ServingLimits:
     max_stop_sequences: int
     max_top_n_tokens: int
     max_client_batch_size: int
+    # --disable-grammar-support: validation refuses `grammar` (and chat's response_format/tools).
+    disable_grammar_support: bool = False
 
 
 def resolve_limits(config: EngineConfig, kv_capacity_tokens: int, model_max_tokens: int) -> ServingLimits:
@@ -270,4 +272,5 @@ def resolve_limits(config: EngineConfig, kv_capacity_tokens: int, model_max_toke
         max_stop_sequences=lim.max_stop_sequences,
         max_top_n_tokens=lim.max_top_n_tokens,
         max_client_batch_size=lim.max_client_batch_size,
+        disable_grammar_support=config.server.disable_grammar_support,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 class FinishReason(str, enum.Enum):
@@ -59,6 +60,20 @@ class StoppingParams:
 
 
 @dataclass(frozen=True, slots=True)
+class GrammarSpec:
+    """A structured-output constraint, as the engine compiles it.
+
+    `kind` "json": `value` is a JSON-Schema document (JSON text, already checked
+    against the meta-schema); "regex": `value` is the regular expression the
+    whole output must match. Frozen and hashable: it is the compiled-grammar
+    cache key.
+    """
+
+    kind: Literal["json", "regex"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """One validated request. Exactly one of `prompt` / `prompt_token_ids` is set."""
 
@@ -70,6 +85,7 @@ class GenerationRequest:
     truncate: int | None = None
     add_special_tokens: bool = True
     decoder_input_details: bool = False
+    grammar: GrammarSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,16 @@
 
 One engine step: the scheduler produces a `SchedulerOutput` of plain ints, the
 executor runs the model over it and returns a `StepResult` of plain ints and
-floats. Nothing here imports torch.
+floats. Nothing here imports torch (grammar masks cross as numpy arrays).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from pytgi.protocol import SamplingParams
 
@@ -43,14 +46,29 @@ class ScheduledChunk:
     sample: bool
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class TokenBitmask:
+    """The tokens each grammar-constrained request may sample this step.
+
+    Row i is for `request_ids[i]` (a chunk with `sample` set): int32 words, token
+    t allowed when bit t % 32 of word t // 32 is set. Logit columns past the
+    last word are disallowed. Requests without a row are unconstrained.
+    """
+
+    request_ids: tuple[str, ...]
+    bits: npt.NDArray[np.int32]  # [len(request_ids), ceil(vocab_size / 32)]
+
+
 @dataclass(frozen=True, slots=True)
 class SchedulerOutput:
     """One step of work. `finished_request_ids`: requests that ended since the
-    previous step; the executor drops their state before running this step."""
+    previous step; the executor drops their state before running this step.
+    `token_bitmask`: set by the engine when some sampled request has a grammar."""
 
     new_requests: tuple[NewRequestData, ...]
     chunks: tuple[ScheduledChunk, ...]
     finished_request_ids: tuple[str, ...]
+    token_bitmask: TokenBitmask | None = None
 
     @property
     def num_tokens(self) -> int:

@@ -16,6 +16,8 @@ from pytgi.engine.client import ModelInfo
 from pytgi.engine.engine import Engine
 from pytgi.engine.input_processor import InputProcessor
 from pytgi.engine.output_processor import OutputProcessor
+from pytgi.grammar.cache import GrammarCache
+from pytgi.grammar.llguidance_backend import LLGuidanceBackend
 from pytgi.kv_cache.manager import KVCacheManager
 from pytgi.scheduler.scheduler import Scheduler
 from pytgi.tokenizer.tokenizer import Tokenizer, read_json
@@ -76,6 +78,20 @@ def model_context_length(model_dir: Path, tokenizer: Tokenizer) -> int:
     return min(lengths) if lengths else 4096
 
 
+def build_grammar_cache(
+    model_dir: Path, tokenizer: Tokenizer, model_vocab_size: int, eos_ids: frozenset[int]
+) -> GrammarCache | None:
+    """Structured output for this model, or None when it has no EOS token
+    (a grammar could then never end its output)."""
+    if not eos_ids:
+        logger.warning("the model has no EOS token: `grammar` requests will be refused")
+        return None
+    # The mask spans the logits; a model may pad its vocabulary past the tokenizer's.
+    vocab_size = max(model_vocab_size, tokenizer.vocab_size)
+    tokenizer_json = (model_dir / "tokenizer.json").read_text(encoding="utf-8")
+    return GrammarCache(LLGuidanceBackend(tokenizer_json, vocab_size, eos_ids))
+
+
 def build_engine(config: EngineConfig) -> BuiltEngine:
     from pytgi.executor.model_runner import create_model_runner
 
@@ -97,11 +113,16 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     capacity = spec.num_blocks * spec.block_size
     limits = resolve_limits(config, capacity, model_context_length(model_dir, tokenizer))
     kv_cache = KVCacheManager(spec.num_blocks, spec.block_size, config.cache.prefix_caching)
+    eos_ids = eos_token_ids(model_dir, tokenizer)
+    grammars = None
+    if not limits.disable_grammar_support:
+        grammars = build_grammar_cache(model_dir, tokenizer, runner.vocab_size, eos_ids)
     engine = Engine(
         Scheduler(config.scheduler, kv_cache),
         runner,
         OutputProcessor(tokenizer),
-        eos_token_ids(model_dir, tokenizer),
+        eos_ids,
+        grammars.backend if grammars is not None else None,
     )
     info = ModelInfo(
         model_id=model_id,
@@ -126,4 +147,4 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         limits.max_input_tokens,
         limits.max_total_tokens,
     )
-    return BuiltEngine(engine, InputProcessor(tokenizer, limits), tokenizer, info, limits)
+    return BuiltEngine(engine, InputProcessor(tokenizer, limits, grammars), tokenizer, info, limits)

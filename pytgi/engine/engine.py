@@ -7,6 +7,7 @@ thread for the server, `LLM` calls it directly for offline use.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 
 from pytgi.engine.input_processor import ProcessedRequest
 from pytgi.engine.output_processor import OutputProcessor
+from pytgi.grammar.backend import GrammarBackend
+from pytgi.grammar.matchers import RequestMatchers
 from pytgi.metrics.stats import StepStats
 from pytgi.protocol import FinishReason, RequestOutput
 from pytgi.scheduler.request import Request
@@ -39,11 +42,14 @@ class Engine:
         executor: Executor,
         output_processor: OutputProcessor,
         eos_token_ids: frozenset[int],
+        grammar_backend: GrammarBackend | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.executor = executor
         self.output_processor = output_processor
         self.eos_token_ids = eos_token_ids
+        # Grammar state of constrained requests; the executor only sees masks.
+        self.matchers = RequestMatchers(grammar_backend)
         self.last_step_failed = False
         self.step_observers: list[Callable[[StepStats], None]] = []
 
@@ -60,12 +66,15 @@ class Engine:
                 want_prompt_logprobs=request.decoder_input_details,
             )
         )
+        if processed.grammar is not None:
+            self.matchers.add(request.request_id, processed.grammar)
         self.output_processor.add(processed, arrived_s if arrived_s is not None else time.monotonic())
 
     def abort(self, request_id: str) -> None:
         """Drop a request wherever it is; its blocks are free on return."""
         self.scheduler.finish(request_id, None)
         self.output_processor.remove(request_id)
+        self.matchers.remove(request_id)
 
     def has_work(self) -> bool:
         return self.scheduler.has_work()
@@ -75,6 +84,9 @@ class Engine:
         step = self.scheduler.schedule()
         if step.is_empty:
             return StepOutputs()
+        token_bitmask = self.matchers.bitmask(step.chunks)
+        if token_bitmask is not None:
+            step = dataclasses.replace(step, token_bitmask=token_bitmask)
         for chunk in step.chunks:
             self.output_processor.mark_scheduled(chunk.request_id, started)
         forward_started = time.monotonic()
@@ -119,11 +131,14 @@ class Engine:
         for update in self.scheduler.update(step, result):
             if update.new_token_id is None:
                 continue
-            output, reason = self.output_processor.process(
-                update, result.sampled.get(update.request.request_id)
-            )
+            request_id = update.request.request_id
+            output, reason = self.output_processor.process(update, result.sampled.get(request_id))
             if reason is FinishReason.STOP_SEQUENCE and update.finish_reason is None:
-                self.scheduler.finish(update.request.request_id, reason)
+                self.scheduler.finish(request_id, reason)
+            if output.finished:
+                self.matchers.remove(request_id)
+            elif step.token_bitmask is not None:
+                self.matchers.accept(request_id, update.new_token_id)
             outputs.append(output)
         return outputs
 

@@ -1,6 +1,7 @@
 """From a validated `GenerationRequest` to what the scheduler needs: prompt
-token ids (truncated as asked), the effective max_new_tokens, a resolved seed.
-The token-count checks here are TGI's, with its messages and order."""
+token ids (truncated as asked), the effective max_new_tokens, a resolved seed,
+the compiled grammar. The token-count checks here are TGI's, with its messages
+and order; grammar compilation comes last, as in TGI."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 
 from pytgi.config import ServingLimits
 from pytgi.errors import ValidationError
+from pytgi.grammar.backend import CompiledGrammar
+from pytgi.grammar.cache import GrammarCache
 from pytgi.protocol import GenerationRequest, SamplingParams
 from pytgi.tokenizer.tokenizer import Tokenizer
 
@@ -25,12 +28,18 @@ class ProcessedRequest:
     max_new_tokens: int
     sampling: SamplingParams
     num_input_characters: int
+    grammar: CompiledGrammar | None = None
 
 
 class InputProcessor:
-    def __init__(self, tokenizer: Tokenizer, limits: ServingLimits) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, limits: ServingLimits, grammars: GrammarCache | None = None
+    ) -> None:
+        """`grammars` None: requests with a grammar are refused (TGI's message
+        for a server without grammar support)."""
         self.tokenizer = tokenizer
         self.limits = limits
+        self.grammars = grammars
 
     def process(self, request: GenerationRequest) -> ProcessedRequest:
         """Tokenize and check lengths. Raises ValidationError. Blocking: call it
@@ -45,7 +54,18 @@ class InputProcessor:
             max_new_tokens=max_new_tokens,
             sampling=resolve_seed(request.sampling),
             num_input_characters=len(request.prompt or ""),
+            grammar=self._compile_grammar(request),
         )
+
+    def _compile_grammar(self, request: GenerationRequest) -> CompiledGrammar | None:
+        """Compiled here, before the request is queued, so that a grammar the
+        backend refuses, or one too slow to compile, is a 422 and not a failed
+        generation."""
+        if request.grammar is None:
+            return None
+        if self.grammars is None:
+            raise ValidationError("grammar is not supported")
+        return self.grammars.get(request.grammar)
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         if request.prompt_token_ids is not None:

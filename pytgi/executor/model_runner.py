@@ -28,9 +28,17 @@ from pytgi.layers.attention_backends import DEFAULT_ATTENTION_BACKEND, get_atten
 from pytgi.models.interface import CausalLM
 from pytgi.models.registry import architecture_of, resolve_model_class
 from pytgi.sampling import ops
-from pytgi.sampling.sampler import RequestSamplingState, Sampler, SamplerOutput
+from pytgi.sampling.sampler import AllowedTokens, RequestSamplingState, Sampler, SamplerOutput
 from pytgi.sampling.watermark import WatermarkConfig
-from pytgi.step import KVCacheSpec, NewRequestData, SampledToken, ScheduledChunk, SchedulerOutput, StepResult
+from pytgi.step import (
+    KVCacheSpec,
+    NewRequestData,
+    SampledToken,
+    ScheduledChunk,
+    SchedulerOutput,
+    StepResult,
+    TokenBitmask,
+)
 from pytgi.weights.safetensors import SafetensorsWeights
 
 # On a CPU the KV cache shares RAM with everything else on the machine, and
@@ -119,6 +127,7 @@ class ModelRunner:
                 return StepResult(sampled={}, prompt_logprobs={})
             logits = self.model.compute_logits(hidden[batch.logits_indices])  # [num_logits, vocab] float32
             num_sampled = len(batch.sample_chunk_ids)
+            sample_request_ids = [step.chunks[i].request_id for i in batch.sample_chunk_ids]
             sampled = None
             if num_sampled:
                 sampled = self._sampler(
@@ -126,11 +135,11 @@ class ModelRunner:
                     [states[i].sampling for i in batch.sample_chunk_ids],
                     # The token before the one being chosen: the chunk's last input.
                     [step.chunks[i].token_ids[-1] for i in batch.sample_chunk_ids],
+                    allowed_rows(step.token_bitmask, sample_request_ids),
                 )
             prompt_lps = self._prompt_logprobs(logits[num_sampled:], batch, step.chunks, states)
             host = copy_to_host(sampled, prompt_lps)
         num_prompt_values = prompt_lps.shape[0] if prompt_lps is not None else 0
-        sample_request_ids = [step.chunks[i].request_id for i in batch.sample_chunk_ids]
         return StepResult(
             sampled=unpack_sampled(host, sampled, sample_request_ids),
             prompt_logprobs=self._unpack_prompt_logprobs(
@@ -193,6 +202,14 @@ class ModelRunner:
             has_next = next_position < len(state.prompt_token_ids)
             state.pending_prompt_logprob = (next_position, span_values[-1]) if has_next else None
         return result
+
+
+def allowed_rows(bitmask: TokenBitmask | None, sample_request_ids: Sequence[str]) -> AllowedTokens | None:
+    """The step's grammar masks, addressed by sampler row instead of request id."""
+    if bitmask is None:
+        return None
+    row_of = {request_id: row for row, request_id in enumerate(sample_request_ids)}
+    return AllowedTokens(tuple(row_of[request_id] for request_id in bitmask.request_ids), bitmask.bits)
 
 
 def copy_to_host(sampled: SamplerOutput | None, prompt_logprobs: torch.Tensor | None) -> list[float]:

@@ -37,6 +37,27 @@ def apply_frequency_penalty(
     return logits - penalty[:, None] * token_counts / num_tokens[:, None]
 
 
+def unpack_bitmask(bits: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """[rows, words] int32 (token t = bit t % 32 of word t // 32) -> [rows, vocab_size] bool.
+    Tokens past the last word are disallowed (a model vocab wider than the tokenizer's)."""
+    shifts = torch.arange(32, dtype=torch.int32, device=bits.device)
+    allowed = ((bits[:, :, None] >> shifts) & 1).bool().flatten(1)  # [rows, words * 32]
+    if allowed.shape[1] >= vocab_size:
+        return allowed[:, :vocab_size]
+    return torch.nn.functional.pad(allowed, (0, vocab_size - allowed.shape[1]), value=False)
+
+
+def apply_token_bitmask(
+    logits: torch.Tensor,  # [batch, vocab]
+    rows: torch.Tensor,  # [num_masked] int64, the rows the masks apply to
+    bits: torch.Tensor,  # [num_masked, words] int32
+) -> torch.Tensor:
+    """Grammar constraint: disallowed tokens of the masked rows get -inf; other rows are unchanged."""
+    allowed = unpack_bitmask(bits, logits.shape[-1])
+    masked = logits.index_select(0, rows).masked_fill(~allowed, NEG_INF)
+    return logits.index_copy(0, rows, masked)
+
+
 def apply_temperature(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
     return logits / temperature[:, None]
 

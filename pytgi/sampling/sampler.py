@@ -1,8 +1,9 @@
 """Choosing the next token of each sampled row, TGI's way.
 
-Order: watermark -> repetition penalty -> frequency penalty -> temperature ->
-top_k -> top_p -> typical_p, then argmax for greedy rows and a seeded draw for
-the others. The reported logprob is log_softmax of the processed logits.
+Order: watermark -> repetition penalty -> frequency penalty -> grammar mask ->
+temperature -> top_k -> top_p -> typical_p, then argmax for greedy rows and a
+seeded draw for the others. The reported logprob is log_softmax of the
+processed logits.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from pytgi.protocol import SamplingParams
@@ -52,6 +55,15 @@ class RequestSamplingState:
             self.token_counts.index_add_(0, token_id, torch.ones(1, device=token_id.device))
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class AllowedTokens:
+    """Grammar masks for some rows of a step: `bits[i]` applies to row `rows[i]`
+    (token t allowed when bit t % 32 of word t // 32 is set)."""
+
+    rows: tuple[int, ...]
+    bits: npt.NDArray[np.int32]  # [len(rows), words]
+
+
 @dataclass(frozen=True, slots=True)
 class SamplerOutput:
     token_ids: torch.Tensor  # [batch] int64
@@ -70,11 +82,13 @@ class Sampler:
         logits: torch.Tensor,
         states: Sequence[RequestSamplingState],
         previous_token_ids: Sequence[int] | None = None,
+        allowed: AllowedTokens | None = None,
     ) -> SamplerOutput:
         """logits [batch, vocab] float32, one row per state -> tokens, recorded
         into the states. `previous_token_ids[row]` is the token before the one
-        being chosen (needed by watermarked rows)."""
-        if all(s.is_plain_greedy for s in states):
+        being chosen (needed by watermarked rows); `allowed` masks the rows of
+        grammar-constrained requests (the others pay nothing)."""
+        if allowed is None and all(s.is_plain_greedy for s in states):
             token_ids = ops.greedy(logits)
             return SamplerOutput(
                 token_ids, ops.chosen_logprobs(logits, token_ids), None, None, (0,) * len(states)
@@ -92,7 +106,10 @@ class Sampler:
                 raise ValueError("watermarked rows need their previous token ids")
             previous = [previous_token_ids[row] for row in marked]
             logits = apply_watermark(logits, marked, previous, self.watermark)
-        logits = process_logits(logits, tensors)
+        logits = apply_penalties(logits, tensors)
+        if allowed is not None:
+            logits = apply_allowed(logits, allowed)
+        logits = apply_warpers(logits, tensors)
         token_ids = choose_tokens(logits, tensors, [s.generator for s in states])
         for row, state in enumerate(states):
             if state.token_counts is not None:
@@ -105,14 +122,26 @@ class Sampler:
         return SamplerOutput(token_ids, logprobs, top_ids, top_values, tensors.top_n)
 
 
-def process_logits(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
-    """Apply the processors some row needs, in TGI's order."""
+def apply_penalties(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
+    """The processors TGI runs before its grammar mask."""
     if t.repetition_penalty is not None:
         assert t.token_counts is not None
         logits = ops.apply_repetition_penalty(logits, t.token_counts, t.repetition_penalty)
     if t.frequency_penalty is not None:
         assert t.token_counts is not None and t.num_tokens is not None
         logits = ops.apply_frequency_penalty(logits, t.token_counts, t.num_tokens, t.frequency_penalty)
+    return logits
+
+
+def apply_allowed(logits: torch.Tensor, allowed: AllowedTokens) -> torch.Tensor:
+    """The grammar mask; its one host -> device copy happens only for steps with a constrained row."""
+    rows = torch.tensor(allowed.rows, dtype=torch.int64).to(logits.device)  # [num_masked]
+    bits = torch.from_numpy(allowed.bits).to(logits.device)  # [num_masked, words] int32
+    return ops.apply_token_bitmask(logits, rows, bits)
+
+
+def apply_warpers(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
+    """The processors TGI runs after its grammar mask."""
     if t.temperature is not None:
         logits = ops.apply_temperature(logits, t.temperature)
     if t.top_k is not None:

@@ -29,7 +29,7 @@ class GrammarType(WireModel):
     value: Any
 
 
-def doc(description: str, **bounds: float) -> Any:
+def doc(description: str, **bounds: Any) -> Any:
     """An optional field documented with TGI's bounds. The bounds are for the OpenAPI
     document only: `validation.py` enforces them, with TGI's messages and order."""
     return Field(default=None, description=description, json_schema_extra=bounds or None)

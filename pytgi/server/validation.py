@@ -1,21 +1,27 @@
 """Wire request -> frozen `GenerationRequest`, with TGI's rules, messages and order.
 
 TGI checks parameters in a fixed order and the first failure wins; `PARAMETER_RULES`
-is that order. Token-count checks (prompt too long, prompt + max_new_tokens over
+is that order, and the grammar (`grammar_spec`) is checked after all of them.
+Token-count checks (prompt too long, prompt + max_new_tokens over
 max_total_tokens) need the tokenizer, so the engine does them and raises the same
-`ValidationError` from `client.generate`.
+`ValidationError` from `client.generate`; it also compiles the grammar, so a
+schema the backend cannot compile is a 422 before the request is queued.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
 
 from pytgi.config import ServingLimits
 from pytgi.errors import ValidationError
-from pytgi.protocol import GenerationRequest, SamplingParams, StoppingParams
-from pytgi.server.tgi_schemas import GenerateParameters, GenerateRequest
+from pytgi.protocol import GenerationRequest, GrammarSpec, SamplingParams, StoppingParams
+from pytgi.server.tgi_schemas import GenerateParameters, GenerateRequest, GrammarType
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +159,6 @@ def _truncate(p: GenerateParameters, inputs: str, limits: ServingLimits) -> str 
     return None
 
 
-def _grammar(p: GenerateParameters, inputs: str, limits: ServingLimits) -> str | None:
-    # TGI's own message when grammar support is off. Grammar checks come last in TGI too.
-    return "grammar is not supported" if p.grammar is not None else None
-
-
 PARAMETER_RULES: tuple[Rule, ...] = (
     _best_of_sampling,
     _temperature,
@@ -172,7 +173,6 @@ PARAMETER_RULES: tuple[Rule, ...] = (
     _top_n_tokens,
     _empty_inputs,
     _truncate,
-    _grammar,
 )
 
 
@@ -185,6 +185,10 @@ def validate_generate(
         message = rule(params, wire.inputs, limits)
         if message is not None:
             raise ValidationError(message)
+    # Grammar checks come last in TGI too.
+    grammar = None
+    if params.grammar is not None:
+        grammar = grammar_spec(params.grammar, enabled=not limits.disable_grammar_support)
     request = GenerationRequest(
         request_id=new_request_id(),
         prompt=wire.inputs,
@@ -197,6 +201,7 @@ def validate_generate(
         truncate=params.truncate,
         add_special_tokens=True,
         decoder_input_details=bool(params.decoder_input_details),
+        grammar=grammar,
     )
     return_full_text = params.return_full_text
     return ValidatedGenerate(
@@ -222,3 +227,49 @@ def sampling_params(params: GenerateParameters) -> SamplingParams:
         top_n_tokens=0 if params.top_n_tokens is None else params.top_n_tokens,
         watermark=bool(params.watermark),
     )
+
+
+# --- grammar ----------------------------------------------------------------------------------
+
+
+def grammar_spec(grammar: GrammarType, enabled: bool) -> GrammarSpec:
+    """Wire `{"type", "value"}` -> the spec the engine compiles, with TGI's checks
+    and messages, in its order. Shared by `/generate`'s `grammar` and chat's
+    `response_format` and tools. `enabled` False is `--disable-grammar-support`."""
+    if not enabled:
+        raise ValidationError("grammar is not supported")
+    if grammar.type == "regex":
+        if not isinstance(grammar.value, str):
+            raise ValidationError("grammar is not valid: a regex grammar's value must be a string")
+        return GrammarSpec(kind="regex", value=grammar.value)
+    if grammar.type == "json_schema":
+        value = grammar.value
+        if not isinstance(value, dict) or "schema" not in value:
+            raise ValidationError("grammar is not valid: missing field `schema`")
+        schema = value["schema"]
+    else:  # "json" and its alias "json_object": the schema itself, or a string holding it
+        schema = _parse_schema(grammar.value)
+    _check_schema(schema)
+    return GrammarSpec(kind="json", value=json.dumps(schema, ensure_ascii=False))
+
+
+def _parse_schema(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value
+    if not isinstance(value, str):
+        raise ValidationError("grammar is not supported")  # TGI's message for other JSON types
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValidationError(f"grammar is not valid: {error}") from None
+
+
+def _check_schema(schema: Any) -> None:
+    """TGI validates against the draft 2020-12 meta-schema, then insists on a
+    top-level `properties` (its regex compiler needs one)."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        raise ValidationError(f"grammar is not valid: {error.message}") from None
+    if not isinstance(schema, dict) or "properties" not in schema:
+        raise ValidationError("grammar is not valid: Grammar must have a 'properties' field")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from pytgi.protocol import SamplingParams
-from pytgi.sampling.sampler import RequestSamplingState, Sampler
+from pytgi.sampling.sampler import AllowedTokens, RequestSamplingState, Sampler
 
 CPU = torch.device("cpu")
 VOCAB = 50
@@ -96,3 +97,43 @@ def test_mixed_batch_greedy_rows_stay_argmax() -> None:
     out = Sampler()(logits, states)
     assert out.token_ids[0].item() == logits[0].argmax().item()
     assert out.token_ids[2].item() == logits[2].argmax().item()
+
+
+def bitmask_allowing(*allowed: list[int]) -> np.ndarray:
+    """[len(allowed), words] int32 rows allowing exactly the given token ids."""
+    bits = np.zeros((len(allowed), (VOCAB + 31) // 32), dtype=np.uint32)
+    for row, token_ids in enumerate(allowed):
+        for token_id in token_ids:
+            bits[row, token_id // 32] |= np.uint32(1 << (token_id % 32))
+    return bits.view(np.int32)
+
+
+def test_grammar_mask_applies_only_to_constrained_rows() -> None:
+    logits = random_logits(3, seed=11)
+    states = [state(SamplingParams()) for _ in range(3)]
+    allowed = AllowedTokens(rows=(1,), bits=bitmask_allowing([5, 40]))
+    out = Sampler()(logits, states, allowed=allowed)  # all greedy: no fast path past a mask
+    expected_row1 = 5 if logits[1, 5] > logits[1, 40] else 40
+    assert out.token_ids.tolist() == [logits[0].argmax().item(), expected_row1, logits[2].argmax().item()]
+    # Logprobs come after the mask: the two allowed tokens share all the mass.
+    pair = logits[1, [5, 40]].log_softmax(-1)
+    torch.testing.assert_close(out.logprobs[1], pair.max())
+    torch.testing.assert_close(out.logprobs[0], logits[0].log_softmax(-1).max())
+
+
+def test_sampled_rows_never_draw_a_masked_token() -> None:
+    states = [state(SamplingParams(do_sample=True, temperature=1.5, seed=s)) for s in range(8)]
+    allowed = AllowedTokens(rows=tuple(range(0, 8, 2)), bits=bitmask_allowing(*([[3, 31, 32, 49]] * 4)))
+    for step in range(20):
+        out = Sampler()(random_logits(8, seed=step), states, allowed=allowed)
+        assert all(out.token_ids[row].item() in (3, 31, 32, 49) for row in allowed.rows)
+
+
+def test_mask_comes_after_penalties_and_before_top_k() -> None:
+    # Token 2 is the best logit but penalised below token 9; top_k=1 then keeps the best *allowed* token.
+    logits = torch.zeros(1, VOCAB)
+    logits[0, 2], logits[0, 9], logits[0, 7] = 5.0, 4.0, 6.0
+    st = state(SamplingParams(repetition_penalty=2.0, top_k=1, do_sample=True, seed=1), prompt=(2,))
+    out = Sampler()(logits, [st], allowed=AllowedTokens(rows=(0,), bits=bitmask_allowing([2, 9])))
+    assert out.token_ids.tolist() == [9]
+    assert out.logprobs[0].item() == 0.0

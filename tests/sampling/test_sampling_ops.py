@@ -104,3 +104,20 @@ def test_sampling_frequencies_follow_probabilities() -> None:
     noise = torch.empty(4000, 4).exponential_(generator=torch.Generator().manual_seed(0))
     counts = torch.bincount(ops.sample_with_noise(logits, noise), minlength=4).float() / 4000
     torch.testing.assert_close(counts, torch.tensor(PROBS), atol=0.03, rtol=0)
+
+
+def test_unpack_bitmask_covers_bit_31_and_trims_or_pads_to_the_vocab() -> None:
+    # Word 0: tokens 0 and 31 (the sign bit); word 1: token 33.
+    bits = torch.tensor([[1 | -(2**31), 1 << 1]], dtype=torch.int32)
+    assert torch.nonzero(ops.unpack_bitmask(bits, 64)[0]).flatten().tolist() == [0, 31, 33]
+    assert ops.unpack_bitmask(bits, 32).shape == (1, 32)
+    wider = ops.unpack_bitmask(bits, 70)  # logits past the mask's words are disallowed
+    assert wider.shape == (1, 70) and not wider[0, 64:].any()
+
+
+def test_token_bitmask_masks_only_its_rows() -> None:
+    logits = torch.zeros(3, 4)
+    out = ops.apply_token_bitmask(logits, torch.tensor([2]), torch.tensor([[0b0101]], dtype=torch.int32))
+    assert out[:2].tolist() == [[0.0] * 4] * 2
+    assert out[2].tolist() == [0.0, -INF, 0.0, -INF]
+    assert logits.eq(0).all()  # a new tensor: the input is untouched

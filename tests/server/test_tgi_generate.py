@@ -6,6 +6,8 @@ import pytest
 from fake_engine import FakeEngine, FakeScript, make_limits, make_model_info
 from server_harness import make_client
 
+from pytgi.protocol import GrammarSpec
+
 
 def test_generate_default_body_has_no_details() -> None:
     client, engine = make_client()
@@ -311,11 +313,22 @@ def test_tokenize() -> None:
     ]
 
 
-def test_unsupported_parameters_rejected_not_ignored() -> None:
-    client, engine = make_client()
+def test_grammar_refused_when_grammar_support_is_disabled() -> None:
+    client, engine = make_client(FakeEngine(limits=make_limits(disable_grammar_support=True)))
     response = client.post(
         "/generate",
         json={"inputs": "x", "parameters": {"grammar": {"type": "json", "value": {"properties": {}}}}},
     )
+    assert response.status_code == 422
     assert response.json()["error"] == "Input validation error: grammar is not supported"
     assert engine.requests == []
+
+
+def test_grammar_reaches_the_engine_request() -> None:
+    client, engine = make_client()
+    response = client.post(
+        "/generate",
+        json={"inputs": "x", "parameters": {"grammar": {"type": "regex", "value": "[0-9]+"}}},
+    )
+    assert response.status_code == 200
+    assert engine.requests[0].grammar == GrammarSpec(kind="regex", value="[0-9]+")

@@ -49,7 +49,7 @@ def message_of(parameters: dict | None, inputs: str = "Hello there") -> str:
         ({"top_n_tokens": 6}, "`top_n_tokens` must be >= 0 and <= 5. Given: 6"),
         ({"truncate": 0}, "`truncate` must be strictly positive and less than 100. Given: 0"),
         ({"truncate": 101}, "`truncate` must be strictly positive and less than 100. Given: 101"),
-        ({"grammar": {"type": "regex", "value": "a+"}}, "grammar is not supported"),
+        ({"grammar": {"type": "json", "value": {"type": "object"}}}, "grammar is not valid: Grammar must have a 'properties' field"),
     ],
 )
 def test_each_rule_message(parameters: dict, message: str) -> None:
@@ -72,7 +72,7 @@ def test_rules_fire_in_tgi_order() -> None:
         "seed": 1,
         "top_n_tokens": 9,
         "truncate": 0,
-        "grammar": {"type": "json", "value": {"properties": {}}},
+        "grammar": {"type": "json", "value": {"type": "object"}},
     }
     fixes = [
         (
@@ -92,7 +92,7 @@ def test_rules_fire_in_tgi_order() -> None:
         ("top_n_tokens", "`top_n_tokens`", {"top_n_tokens": 2}),
         ("inputs", "`inputs` cannot be empty", {}),
         ("truncate", "`truncate`", {"truncate": 10}),
-        ("grammar", "grammar is not supported", {"grammar": None}),
+        ("grammar", "grammar is not valid: Grammar must have a 'properties' field", {"grammar": None}),
     ]
     inputs = ""
     for name, expected, fix in fixes:
