@@ -153,7 +153,7 @@ class ToolCallStreamer:
     buffer: str = ""
     name: str | None = None
     _pending: str = field(default="")
-    _started: bool = False
+    _before_arguments: bool = True  # the `,` after the name may still be to come
 
     def feed(self, text: str) -> str:
         if self.name is None:
@@ -161,10 +161,19 @@ class ToolCallStreamer:
             found = self._find_name()
             if found is None:
                 return ""
-            self.name, rest = found
-            self._started = True
-            return "{" + self._release(rest)
-        return self._release(text)
+            self.name, text = found
+            return "{" + self._release(self._skip_separator(text))
+        return self._release(self._skip_separator(text))
+
+    def _skip_separator(self, text: str) -> str:
+        """Drop what separates `_name` from the first argument (spaces, one comma)."""
+        if not self._before_arguments:
+            return text
+        text = text.lstrip()
+        if not text:
+            return ""
+        self._before_arguments = False
+        return text[1:].lstrip() if text.startswith(",") else text
 
     def finish(self) -> str:
         """What remains at the end: the held braces but the wrapper's own."""
@@ -187,12 +196,7 @@ class ToolCallStreamer:
             return None  # the name's string is not complete yet
         if not isinstance(name, str):
             return None
-        rest = after[end:].lstrip()
-        if rest.startswith(","):
-            rest = rest[1:].lstrip()
-        elif rest and not rest.startswith("}"):
-            return None
-        return name, rest
+        return name, after[end:]
 
     def _release(self, text: str) -> str:
         combined = self._pending + text
