@@ -39,13 +39,17 @@ class GenerationRunner:
     async def collect(self, request: GenerationRequest) -> Generation:
         """Run `request` to its end. Raises PytgiError (GenerationError for engine bugs)."""
         outputs: AsyncIterator[RequestOutput] | None = None
+        ticks: AsyncGenerator[RequestOutput | None, None] | None = None
         tokens: list[Token] = []
         top_tokens: list[tuple[Token, ...]] = []
         prefill_tokens: tuple[Token, ...] = ()
         admitted = False
         try:
             outputs = self.state.client.generate(request)
-            async for output in outputs:
+            ticks = with_keepalive(outputs, self.state.keepalive_interval_s, self.state.limiter.termination_deadline)
+            async for output in ticks:
+                if output is None:
+                    continue
                 if not admitted:
                     self.record_admitted(request, output)
                     admitted = True
@@ -60,6 +64,8 @@ class GenerationRunner:
             logger.exception("engine failed on request %s", request.request_id)
             raise GenerationError(str(exc)) from exc
         finally:
+            if ticks is not None:
+                await ticks.aclose()
             if outputs is not None:
                 await close_iterator(outputs)
         raise IncompleteGenerationError()
@@ -68,7 +74,7 @@ class GenerationRunner:
         """Each generated token in order (None: a keep-alive tick, nothing happened for a while).
         Raises IncompleteGenerationStreamError when the engine ends without a final token."""
         outputs = self.state.client.generate(request)
-        ticks = with_keepalive(outputs, self.state.keepalive_interval_s)
+        ticks = with_keepalive(outputs, self.state.keepalive_interval_s, self.state.limiter.termination_deadline)
         index = 0
         admitted = False
         try:

@@ -1,9 +1,10 @@
 """Run the app under uvicorn until SIGINT/SIGTERM.
 
 uvicorn installs the signal handlers: on the first signal it stops accepting
-connections and lets in-flight requests finish for up to
-`graceful_timeout_s`, then cancels what is left (streams see a disconnect, so
-their engine requests are aborted).
+connections and lets in-flight requests finish for up to `graceful_timeout_s`.
+Just before that timeout, requests still running are ended by the app itself
+(a stream gets an error event, a plain request a 503), so clients learn why;
+uvicorn then cancels whatever is left.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+
+from pytgi.server.state import ServerState
 
 GRACEFUL_TIMEOUT_S = 90  # TGI's --graceful-termination-timeout default
 
@@ -40,6 +43,18 @@ class _Server(uvicorn.Server):
             captured = getattr(self, "_captured_signals", None)
             if isinstance(captured, list):
                 captured.clear()
+
+
+# Running requests are ended (with their error event) this long before uvicorn's
+# graceful timeout cancels them, so the event still reaches the client.
+TERMINATION_MARGIN_S = 1.0
+
+
+def drain_callback(state: ServerState | None, graceful_timeout_s: float) -> Callable[[], None] | None:
+    if state is None:
+        return None
+    grace_s = max(graceful_timeout_s - TERMINATION_MARGIN_S, graceful_timeout_s / 2)
+    return lambda: state.limiter.begin_drain(grace_s)
 
 
 def serve(
@@ -70,7 +85,7 @@ def serve(
     state = getattr(app.state, "pytgi", None)
     tracing = getattr(app.state, "tracing", None)
     try:
-        _Server(config, state.limiter.begin_drain if state is not None else None).run()
+        _Server(config, drain_callback(state, graceful_timeout_s)).run()
     finally:
         if tracing is not None:
             tracing.shutdown()  # export the spans of the last requests before exit

@@ -12,12 +12,14 @@ generator to the garbage collector, so the abort could come late.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from pytgi.errors import ShuttingDownError
 from pytgi.server.responses import json_bytes
 
 T = TypeVar("T")
@@ -43,26 +45,43 @@ async def close_iterator(iterator: AsyncIterator[Any]) -> None:
         await aclose()
 
 
-async def with_keepalive(source: AsyncIterator[T], interval_s: float) -> AsyncGenerator[T | None, None]:
+# How often a quiet stream looks at the shutdown deadline.
+DEADLINE_POLL_S = 0.5
+
+
+async def with_keepalive(
+    source: AsyncIterator[T], interval_s: float, deadline: Callable[[], float | None] | None = None
+) -> AsyncGenerator[T | None, None]:
     """Yield `source`'s items, and None after each `interval_s` of silence.
+
+    `deadline()` is a monotonic time (or None) past which the server is shutting
+    down: then this raises ShuttingDownError, so the route ends the request with
+    its error event before the server cancels what is left.
 
     The pending `__anext__` runs as its own task and survives a timeout: cancelling
     it would throw into the engine iterator and abort the request.
     """
     pending: asyncio.Future[T] | None = None
+    quiet_since = time.monotonic()
     try:
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(source.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=interval_s)
+            done, _ = await asyncio.wait({pending}, timeout=min(interval_s, DEADLINE_POLL_S))
+            end = deadline() if deadline is not None else None
+            if end is not None and time.monotonic() >= end:
+                raise ShuttingDownError()
             if not done:
-                yield None
+                if time.monotonic() - quiet_since >= interval_s:
+                    quiet_since = time.monotonic()
+                    yield None
                 continue
             finished, pending = pending, None
             try:
                 item = finished.result()
             except StopAsyncIteration:
                 return
+            quiet_since = time.monotonic()
             yield item
     finally:
         if pending is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from pytgi.config import ServingLimits
@@ -32,11 +33,20 @@ class ConcurrencyLimiter:
     def __init__(self, max_concurrent_requests: int) -> None:
         self.num_free = max_concurrent_requests
         self.draining = False
+        # Monotonic time at which requests still running are ended with an error.
+        self.terminate_at_s: float | None = None
 
-    def begin_drain(self) -> None:
+    def begin_drain(self, grace_s: float | None = None) -> None:
         """From now on: no new work, and /health answers 503 (the server is
-        going away); requests already running finish normally."""
+        going away); requests already running may finish for `grace_s`
+        seconds, then end with an error (None: no limit). Plain attribute
+        writes, so it is safe to call from a signal handler."""
+        if grace_s is not None and self.terminate_at_s is None:
+            self.terminate_at_s = time.monotonic() + grace_s
         self.draining = True
+
+    def termination_deadline(self) -> float | None:
+        return self.terminate_at_s
 
     def try_acquire(self, num_slots: int = 1) -> Permit:
         """All or nothing (best_of takes one slot per sequence)."""
