@@ -163,6 +163,7 @@ class AsyncEngine:
             kv_blocks_total=kv.num_blocks,
             kv_blocks_in_use=kv.num_blocks_in_use,
             max_batch_total_tokens=self._limits.max_batch_total_tokens,
+            kv_tokens_in_use=kv.num_blocks_in_use * kv.block_size,
         )
 
     def add_step_observer(self, observer: Callable[[StepStats], None]) -> None:

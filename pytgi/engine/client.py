@@ -46,6 +46,9 @@ class EngineStats:
     kv_blocks_total: int
     kv_blocks_in_use: int
     max_batch_total_tokens: int
+    # KV slots the running batch holds (blocks in use x block size): TGI's
+    # tgi_batch_current_max_tokens, the tokens the current batch may reach.
+    kv_tokens_in_use: int = 0
 
 
 class EngineClient(Protocol):

@@ -229,6 +229,7 @@ class TgiMetrics:
         for name, doc, value in (
             ("tgi_queue_size", "Requests waiting to be scheduled", stats.num_waiting),
             ("tgi_batch_current_size", "Requests in the running batch", stats.num_running),
+            ("tgi_batch_current_max_tokens", "KV-cache tokens held by the running batch", stats.kv_tokens_in_use),
             ("tgi_batch_max_total_tokens", "KV-cache capacity in tokens", stats.max_batch_total_tokens),
             ("pytgi_kv_cache_blocks_total", "KV-cache blocks", stats.kv_blocks_total),
             ("pytgi_kv_cache_blocks_in_use", "KV-cache blocks in use", stats.kv_blocks_in_use),

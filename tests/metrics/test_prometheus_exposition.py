@@ -98,8 +98,10 @@ def test_gauges_are_read_at_scrape_time() -> None:
         "pytgi_kv_cache_blocks_in_use 40",
     ):
         assert expected in lines
-    stats.snapshot = EngineStats(0, 1, 512, 7, 8192)
-    assert "pytgi_kv_cache_blocks_in_use 7" in exposition(metrics).splitlines()
+    stats.snapshot = EngineStats(0, 1, 512, 7, 8192, kv_tokens_in_use=112)
+    lines = exposition(metrics).splitlines()
+    assert "pytgi_kv_cache_blocks_in_use 7" in lines
+    assert "tgi_batch_current_max_tokens 112" in lines
 
 
 def test_duration_buckets_rule() -> None:
