@@ -20,13 +20,20 @@ from starlette.responses import Response
 from pytgi.engine.client import EngineClient
 from pytgi.metrics.prometheus import CONTENT_TYPE, TgiMetrics
 from pytgi.server import openai_schemas
-from pytgi.server.cloud_routes import CloudRoutes, VertexRequest
+from pytgi.server.cloud_routes import (
+    CloudRoutes,
+    SagemakerRequest,
+    SagemakerResponse,
+    SagemakerStreamEvent,
+    VertexRequest,
+)
 from pytgi.server.errors import unhealthy_response
 from pytgi.server.extract import BodyRejection
 from pytgi.server.openai_routes import OpenAIRoutes
 from pytgi.server.openapi import OpenApiDocument, operation
 from pytgi.server.responses import json_bytes
 from pytgi.server.security import ApiKeyMiddleware
+from pytgi.server.sse import SEND_TIMEOUT_S
 from pytgi.server.state import ConcurrencyLimiter, ServerState
 from pytgi.server.tgi_response_schemas import (
     CompatGenerateResponse,
@@ -40,6 +47,7 @@ from pytgi.server.tgi_response_schemas import (
 from pytgi.server.tgi_routes import TgiRoutes
 from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateRequest
 from pytgi.server.tracing import Tracing, TracingMiddleware
+from pytgi.server.web_routes import WebRoutes
 
 ROUTER_NAME = "text-generation-router"
 DEFAULT_PAYLOAD_LIMIT = 2_000_000  # bytes, TGI's --payload-limit default
@@ -50,6 +58,9 @@ DOCUMENTED_MODELS = (
     GenerateRequest,
     CompatGenerateRequest,
     VertexRequest,
+    SagemakerRequest,
+    SagemakerResponse,
+    SagemakerStreamEvent,
     GenerateResponse,
     CompatGenerateResponse,
     StreamEvent,
@@ -91,6 +102,7 @@ def build_app(
     cors_allow_origins: tuple[str, ...] = (),
     validation_workers: int = 2,
     tracing: Tracing | None = None,
+    sse_send_timeout_s: float = SEND_TIMEOUT_S,
 ) -> FastAPI:
     """Build the HTTP app over `client`.
 
@@ -123,6 +135,7 @@ def build_app(
     )
     app.openapi = OpenApiDocument(app, DOCUMENTED_MODELS).build  # type: ignore[method-assign]
     app.state.pytgi = state  # for route modules added later (OpenAI routes)
+    app.state.sse_send_timeout_s = sse_send_timeout_s  # read by SseResponse: stalled readers are dropped
     app.add_exception_handler(BodyRejection, _body_rejection_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error_handler)
@@ -133,6 +146,7 @@ def build_app(
         tgi_routes.router(),
         openai_routes.router(),
         CloudRoutes(state, tgi_routes, openai_routes).router(),
+        WebRoutes().router(),
     )
     for router in routers:
         app.include_router(router)

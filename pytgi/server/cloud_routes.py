@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import RootModel
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,13 +20,32 @@ from pytgi.server.errors import error_response
 from pytgi.server.extract import BodyRejection, parse_wire, read_json_value
 from pytgi.server.generation import gather_or_cancel
 from pytgi.server.openai_routes import OpenAIRoutes
-from pytgi.server.openai_schemas import ChatRequest, CompletionRequest
+from pytgi.server.openai_schemas import (
+    ChatCompletion,
+    ChatRequest,
+    ChatStreamEvent,
+    CompletionFinal,
+    CompletionRequest,
+    CompletionStreamEvent,
+)
 from pytgi.server.openapi import generation_operation
 from pytgi.server.responses import json_bytes
 from pytgi.server.state import ServerState
-from pytgi.server.tgi_response_schemas import CompatGenerateResponse, VertexResponse
+from pytgi.server.tgi_response_schemas import CompatGenerateResponse, StreamEvent, VertexResponse
 from pytgi.server.tgi_routes import TgiRoutes
 from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateParameters, GenerateRequest, WireModel
+
+
+class SagemakerRequest(RootModel[CompatGenerateRequest | ChatRequest | CompletionRequest]):
+    """`/invocations`: a native body (`inputs`), a chat (`messages`) or a completion (`prompt`)."""
+
+
+class SagemakerResponse(RootModel[CompatGenerateResponse | ChatCompletion | CompletionFinal]):
+    """What `/invocations` answers for each kind of body (without `stream`)."""
+
+
+class SagemakerStreamEvent(RootModel[StreamEvent | ChatStreamEvent | CompletionStreamEvent]):
+    """A `data:` event of a streamed `/invocations`: TGI's or an OpenAI stream's, by body kind."""
 
 
 class VertexRequest(WireModel):
@@ -63,7 +83,7 @@ class CloudRoutes:
 
     def router(self) -> APIRouter:
         router = APIRouter()
-        invocations = generation_operation(CompatGenerateRequest, CompatGenerateResponse, stream=True)
+        invocations = generation_operation(SagemakerRequest, SagemakerResponse, stream=SagemakerStreamEvent)
         router.add_api_route(
             "/invocations",
             self.invocations,

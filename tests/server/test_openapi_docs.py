@@ -40,10 +40,12 @@ def test_openapi_document_describes_answers_with_tgi_names() -> None:
             schema = schema["properties"]["data"]["contentSchema"]
         assert schema["$ref"].endswith("/" + model), path
         assert model in components
-    for path in ("/", "/invocations"):  # JSON or, with `stream`, SSE events
+    for path, event in (("/", "StreamEvent"), ("/v1/chat/completions", "ChatStreamEvent"),
+                        ("/invocations", "SagemakerStreamEvent")):  # JSON or, with `stream`, SSE events
         content = document["paths"][path]["post"]["responses"]["200"]["content"]
         data = content["text/event-stream"]["schema"]["properties"]["data"]
-        assert data["contentSchema"]["$ref"].endswith("/StreamEvent")
+        schema = data["anyOf"][1] if "anyOf" in data else data  # OpenAI streams may also send [DONE]
+        assert schema["contentSchema"]["$ref"].endswith("/" + event), path
     for name in ("StreamResponse", "Details", "Token", "PrefillToken", "BestOfSequence", "StreamDetails", "SimpleToken"):
         assert name in components
     errors = document["paths"]["/generate"]["post"]["responses"]
