@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import openai
@@ -103,3 +104,29 @@ def test_huggingface_hub_chat(demo_server):
     pieces = [c.choices[0].delta.content or "" for c in
               hub.chat.completions.create(messages=MESSAGES, max_tokens=10, temperature=0, stream=True)]
     assert "".join(pieces) == whole.choices[0].message.content
+
+
+def test_text_generation_client_chat(demo_server):
+    # TGI's own client sends every optional field as null (and messages with name/tool_calls null).
+    from text_generation import Client
+    from text_generation.types import Message
+
+    client = Client(demo_server.url)
+    answer = client.chat(messages=[Message(role="user", content="What does the list type do?")],
+                         max_tokens=8, temperature=0)
+    assert answer.choices[0].message.content
+    assert answer.usage["completion_tokens"] <= 8  # this client keeps usage as a dict
+
+
+def test_raw_sse_chat_stream_shape(demo_server):
+    body = {"messages": MESSAGES, "max_tokens": 4, "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{demo_server.url}/v1/chat/completions", json=body, timeout=60) as response:
+        assert response.headers["content-type"] == "text/event-stream"
+        lines = [line for line in response.iter_lines() if line]
+    assert all(line.startswith("data: ") for line in lines)
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line[6:]) for line in lines[:-1]]
+    assert [sorted(c) for c in chunks] == [
+        ["choices", "created", "id", "model", "object", "system_fingerprint", "usage"]] * len(chunks)
+    assert all(c["choices"][0]["delta"]["role"] == "assistant" for c in chunks)
+    assert [c["choices"][0]["finish_reason"] for c in chunks][-1] in ("stop", "length")
