@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench fuzz demo-model clean
+.PHONY: install run test lint bench fuzz load soak demo-model clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ lint: $(STAMP)
 # schemathesis over every route of the live demo-model server (make test runs a bounded pass).
 fuzz: $(STAMP)
 	$(PY) tests/fuzz/fuzz_server.py --max-examples $(or $(EXAMPLES),100)
+
+# 16 clients mixing routes for 60 s (also part of make test).
+load: $(STAMP)
+	$(PY) tests/load/load_runner.py --mix load --duration 60 --report load-report.json
+
+# 10 minutes with disconnects, invalid, grammar and slow-reader requests; report in soak-report.json.
+soak: $(STAMP)
+	$(PY) tests/load/load_runner.py --mix soak --duration 600 --report soak-report.json
 
 bench: $(STAMP)
 	$(PY) -m pytgi.bench.core_bench
