@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fake_engine import FakeEngine
+from fake_engine import FakeEngine, FakeScript
 from server_harness import make_client
 
 from pytgi.server import openai_schemas as schemas
@@ -177,3 +177,35 @@ def test_chat_tokenize_and_models() -> None:
     models = client.get("/v1/models").json()
     schemas.ModelList.model_validate(models)
     assert models["object"] == "list" and models["data"][0]["id"] == "fake/model"
+
+
+def test_tool_reply_round_trip_reaches_the_template() -> None:
+    client, engine = make_client()
+    call = {"id": "0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    messages = [
+        *HI,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "22 C", "tool_call_id": "0"},
+    ]
+    response = client.post("/v1/chat/completions", json={"messages": messages})
+    assert response.status_code == 200
+    prompt = engine.requests[0].prompt
+    # TGI renders an assistant's tool calls as JSON text, and the tool's answer as a turn of its own.
+    assert '<|im_start|>assistant\n[{"id": "0", "type": "function", "function": {"name": "get_weather", ' in prompt
+    assert "<|im_start|>tool\n22 C<|im_end|>\n<|im_start|>assistant\n" in prompt
+
+
+def test_tools_prompt_is_appended_to_the_last_message() -> None:
+    client, engine = make_client(FakeEngine(script=FakeScript(texts=('{"function": {"_name": "get_weather", '
+                                                                     '"city": "Paris"}}',))))
+    tool = {"type": "function", "function": {"name": "get_weather", "description": "Weather",
+                                             "parameters": {"type": "object",
+                                                            "properties": {"city": {"type": "string"}}}}}
+    body = chat(client, tools=[tool], tool_prompt="Use a tool.").json()
+    prompt = engine.requests[0].prompt
+    # The demo template does not read `tools`: they are shown as JSON after the last message.
+    assert "hi\n---\n[" in prompt and '"name": "get_weather"' in prompt and prompt.count("Use a tool.") == 1
+    assert engine.requests[0].grammar is not None and engine.requests[0].grammar.kind == "json"
+    assert body["choices"][0]["message"] == {"role": "assistant", "tool_calls": [{
+        "id": "0", "type": "function",
+        "function": {"description": None, "name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
