@@ -11,6 +11,7 @@ call `read_json`; the app maps `BodyRejection` to a response in one handler.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, TypeVar
 
 import pydantic
@@ -51,7 +52,13 @@ async def read_json_value(request: Request, payload_limit: int) -> Any:
         raise BodyRejection(415, "Expected request with `Content-Type: application/json`")
     body = await read_body(request, payload_limit)
     try:
-        value = json.loads(body, parse_constant=_reject_constant)
+        value = json.loads(
+            body, parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
+        )
+    except DuplicateKey as exc:
+        raise BodyRejection(
+            422, f"Failed to deserialize the JSON body into the target type: duplicate field `{exc}`"
+        ) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise BodyRejection(
             400, f"Failed to parse the request body as JSON: {describe_json_error(exc)}"
@@ -104,6 +111,32 @@ async def read_body(request: Request, payload_limit: int) -> bytes:
 def _reject_constant(name: str) -> Any:
     # Python's json accepts NaN/Infinity; JSON (and serde) do not.
     raise ValueError(f"invalid value `{name}`")
+
+
+def _finite_float(text: str) -> float:
+    # `1e999` is valid JSON that Python rounds to inf; serde refuses it, and an
+    # infinite temperature or penalty must not reach the sampler.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range `{text[:32]}`")
+    return value
+
+
+class DuplicateKey(ValueError):
+    """An object names the same key twice (Python would keep the last silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # serde refuses duplicate fields; a proxy and this server must not read
+    # different values out of one body.
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key[:64])
+            seen.add(key)
+    return value
 
 
 def describe_json_error(exc: Exception) -> str:

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from pytgi.server.state import ServerState
 
 GRACEFUL_TIMEOUT_S = 90  # TGI's --graceful-termination-timeout default
+MAX_HEADER_BYTES = 64 * 1024  # request line + headers (nginx allows 4 x 8 KiB by default)
 
 
 class _Server(uvicorn.Server):
@@ -81,6 +82,10 @@ def serve(
         lifespan="on",
         # Keep the process's logging set-up (pytgi.logs: human or JSON lines).
         log_config=None,
+        # httptools buffers request headers without limit (a 20 MB header was
+        # accepted); h11 refuses a request line + headers above this with a 400.
+        http="h11",
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     state = getattr(app.state, "pytgi", None)
     tracing = getattr(app.state, "tracing", None)

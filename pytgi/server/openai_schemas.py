@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, RootModel
+from pydantic import AliasChoices, Field, RootModel, model_validator
 
 from pytgi.server.tgi_response_schemas import FinishReason, ResponseModel, SimpleToken
 from pytgi.server.tgi_schemas import U32, U64, WireModel
@@ -54,6 +54,13 @@ class Message(WireModel):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _has_body(self) -> Message:
+        # TGI's message body is `content` or `tool_calls`: one of them must be there.
+        if self.content is None and self.tool_calls is None:
+            raise ValueError("missing field `content`")
+        return self
 
 
 class FunctionDefinition(WireModel):
@@ -98,7 +105,7 @@ class ResponseFormat(WireModel):
 
 class ChatRequest(WireModel):
     model: str | None = None
-    messages: list[Message]
+    messages: list[Message] = Field(min_length=1)  # OpenAI refuses an empty conversation too
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     logit_bias: dict[str, float] | list[float] | None = None

@@ -12,18 +12,22 @@ generator to the garbage collector, so the abort could come late.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from pytgi.errors import ShuttingDownError
 from pytgi.server.responses import json_bytes
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
+# A stream whose client accepts no bytes for this long is dropped (its request aborted).
+SEND_TIMEOUT_S = 60.0
 KEEPALIVE_EVENT = b":\n\n"  # an SSE comment: clients skip it, proxies see traffic
 # Set explicitly: Starlette would append "; charset=utf-8" to a text/* media type.
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -123,7 +127,7 @@ class SseResponse(Response):
         self.init_headers({**SSE_HEADERS, **(headers or {})})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sender = asyncio.ensure_future(self._send_events(send))
+        sender = asyncio.ensure_future(self._send_events(send, send_timeout_s(scope)))
         watcher = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
             await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -134,12 +138,26 @@ class SseResponse(Response):
             # The generator may be parked at a `yield` (cancelled mid-send): close it now.
             await close_iterator(self.events)
         failure = sender.exception() if sender.done() and not sender.cancelled() else None
+        if isinstance(failure, asyncio.TimeoutError):
+            logger.warning("dropped a stream whose client read nothing for %.0f s", send_timeout_s(scope))
         # Failing to write to a gone client is expected; anything else is a bug to surface.
-        if failure is not None and not isinstance(failure, OSError):
+        elif failure is not None and not isinstance(failure, OSError):
             raise failure
 
-    async def _send_events(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+    async def _send_events(self, send: Send, timeout_s: float) -> None:
+        # uvicorn's `send` waits while the socket buffer is full: a client that
+        # stops reading would hold its request (permit, queued tokens) forever.
+        # After `timeout_s` without progress the stream ends and the request is aborted.
+        async def send_or_give_up(message: Message) -> None:
+            await asyncio.wait_for(send(message), timeout_s)
+
+        await send_or_give_up({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         async for chunk in self.events:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send_or_give_up({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send_or_give_up({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def send_timeout_s(scope: Scope) -> float:
+    """The app's `sse_send_timeout_s` (set by build_app), else SEND_TIMEOUT_S."""
+    state = getattr(scope.get("app"), "state", None)
+    return float(getattr(state, "sse_send_timeout_s", SEND_TIMEOUT_S))
