@@ -124,6 +124,8 @@ class ChatRequest(WireModel):
     tool_prompt: str | None = None
     tool_choice: str | NamedToolChoice | None = None
     response_format: ResponseFormat | None = None
+    # pytgi extension (as in vLLM), off by default: generate past EOS up to max_tokens.
+    ignore_eos: bool | None = None
 
 
 class CompletionRequest(WireModel):
@@ -140,6 +142,7 @@ class CompletionRequest(WireModel):
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     stop: str | list[str] | None = None
+    ignore_eos: bool | None = None  # pytgi extension (as in vLLM)
     # OpenAI options pytgi does not implement; refused when set to anything but their neutral value.
     n: U32 | None = None
     best_of: U32 | None = None

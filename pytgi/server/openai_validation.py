@@ -85,6 +85,7 @@ def chat_parameters(request: ChatRequest, tools: ToolSelection | None) -> Genera
         decoder_input_details=False,
         return_full_text=False,
         grammar=grammar,
+        ignore_eos=request.ignore_eos,
     )
 
 
@@ -125,6 +126,7 @@ def completion_parameters(request: CompletionRequest) -> GenerateParameters:
         details=True,
         decoder_input_details=False,
         return_full_text=False,
+        ignore_eos=request.ignore_eos,
     )
 
 

@@ -101,3 +101,11 @@ def test_a_failing_prompt_fails_the_request_and_aborts_the_others() -> None:
     assert json.loads(lines[-2])["error"]["http_status_code"] == 422
     assert lines[-1] == "[DONE]"
     assert engine.num_running == 0
+
+
+def test_ignore_eos_extension_reaches_the_engine() -> None:
+    client, engine = make_client()
+    client.post("/v1/completions", json={"prompt": "x", "max_tokens": 3, "ignore_eos": True})
+    client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}], "ignore_eos": True})
+    client.post("/v1/completions", json={"prompt": "x"})
+    assert [r.stopping.ignore_eos for r in engine.requests] == [True, True, False]
