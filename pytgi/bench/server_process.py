@@ -36,16 +36,24 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """Owns one `pytgi serve` child: started and health-checked on enter,
-    stopped (SIGTERM, then SIGKILL) on exit, its log written to `log_path`."""
+    """Owns one server child: started and health-checked (`GET /health`) on enter,
+    stopped (SIGTERM, then SIGKILL) on exit, its log written to `log_path`.
+
+    By default the child is `pytgi serve <flags>`; `command` replaces it with any
+    server's command line, where `{port}` stands for the free port picked here
+    (TGI, vLLM and llama.cpp servers all answer `/health`)."""
 
     def __init__(
-        self, flags: Sequence[str], log_path: Path, num_threads: int, startup_timeout_s: float = 600.0
+        self, flags: Sequence[str], log_path: Path, num_threads: int, startup_timeout_s: float = 600.0,
+        command: Sequence[str] | None = None,
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.command = [sys.executable, "-m", "pytgi", "serve", "--hostname", "127.0.0.1",
-                        "--port", str(self.port), *flags]
+        if command is not None:
+            self.command = [part.replace("{port}", str(self.port)) for part in command]
+        else:
+            self.command = [sys.executable, "-m", "pytgi", "serve", "--hostname", "127.0.0.1",
+                            "--port", str(self.port), *flags]
         self.log_path = log_path
         self._num_threads = num_threads
         self._startup_timeout_s = startup_timeout_s
@@ -79,7 +87,7 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(
-                    f"pytgi serve exited with code {self._process.returncode} during start-up:\n{self.log_tail()}"
+                    f"{self.command[0]} exited with code {self._process.returncode} during start-up:\n{self.log_tail()}"
                 )
             try:
                 if httpx.get(f"{self.base_url}/health", timeout=2.0).status_code == 200:
@@ -87,7 +95,7 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass  # not listening yet
             time.sleep(0.5)
-        raise TimeoutError(f"pytgi serve not healthy after {self._startup_timeout_s} s:\n{self.log_tail()}")
+        raise TimeoutError(f"{self.command[0]} not healthy after {self._startup_timeout_s} s:\n{self.log_tail()}")
 
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:

@@ -174,10 +174,12 @@ class CpuSample:
 
 
 class CpuMonitor:
-    """Brackets a measurement: `start()` before it, `stop()` after it."""
+    """Brackets a measurement: `start()` before it, `stop()` after it. "Own" CPU is
+    the tree of `root_pid` (default: this process) plus the trees of `extra_pids`
+    (a server under test that this process did not start, e.g. found by its port)."""
 
-    def __init__(self, root_pid: int | None = None) -> None:
-        self._root_pid = root_pid if root_pid is not None else os.getpid()
+    def __init__(self, root_pid: int | None = None, extra_pids: Sequence[int] = ()) -> None:
+        self._root_pids = (root_pid if root_pid is not None else os.getpid(), *extra_pids)
         self._start: tuple[float, MachineTicks, int] | None = None
 
     def start(self) -> None:
@@ -199,7 +201,8 @@ class CpuMonitor:
         )
 
     def _snapshot(self) -> tuple[float, MachineTicks, int]:
-        own = tree_ticks(all_process_ticks(), self._root_pid)
+        processes = all_process_ticks()
+        own = sum(tree_ticks(processes, pid) for pid in set(self._root_pids))
         return time.perf_counter(), read_machine_ticks(), own
 
 
@@ -210,11 +213,13 @@ class IdleWait:
     idle: bool
 
 
-def wait_for_idle(window_s: float, max_wait_s: float, limit: float = FOREIGN_CPU_LIMIT) -> IdleWait:
+def wait_for_idle(
+    window_s: float, max_wait_s: float, limit: float = FOREIGN_CPU_LIMIT, extra_pids: Sequence[int] = ()
+) -> IdleWait:
     """Block until one `window_s` window shows foreign CPU at or below `limit`,
     or `max_wait_s` has passed (then `idle` is False and the caller marks the run)."""
     began = time.perf_counter()
-    monitor = CpuMonitor()
+    monitor = CpuMonitor(extra_pids=extra_pids)
     while True:
         monitor.start()
         time.sleep(window_s)
@@ -256,11 +261,12 @@ class QuietGate:
         self._total_wait_budget_s = total_wait_budget_s
         self.total_waited_s = 0.0
 
-    def measure(self, action: Callable[[], T]) -> tuple[T, Noise]:
+    def measure(self, action: Callable[[], T], extra_pids: Sequence[int] = ()) -> tuple[T, Noise]:
+        """`extra_pids`: processes outside this tree whose CPU is the measurement's own."""
         budget_left = max(self._total_wait_budget_s - self.total_waited_s, 0.0)
-        waited = wait_for_idle(self._idle_window_s, min(self._max_wait_s, budget_left))
+        waited = wait_for_idle(self._idle_window_s, min(self._max_wait_s, budget_left), extra_pids=extra_pids)
         self.total_waited_s += waited.waited_s
-        monitor = CpuMonitor()
+        monitor = CpuMonitor(extra_pids=extra_pids)
         monitor.start()
         result = action()
         sample = monitor.stop()

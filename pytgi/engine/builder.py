@@ -7,10 +7,12 @@ class; everything else sees it through `step.Executor`.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytgi import envs
 from pytgi.config import EngineConfig, ServingLimits, resolve_limits
 from pytgi.engine.client import ModelInfo
 from pytgi.engine.engine import Engine
@@ -43,7 +45,9 @@ def resolve_model(config: EngineConfig) -> tuple[str, Path]:
         from pytgi.demo import DEMO_MODEL_DIR
 
         return "pytgi/demo", DEMO_MODEL_DIR
-    return model.model_id, resolve_model_dir(model.model_id, model.revision, model.huggingface_hub_cache)
+    # TGI's token names (HF_TOKEN, HF_API_TOKEN, HUGGING_FACE_HUB_TOKEN), not only huggingface_hub's.
+    token = envs.hf_token()
+    return model.model_id, resolve_model_dir(model.model_id, model.revision, model.huggingface_hub_cache, token)
 
 
 def eos_token_ids(model_dir: Path, tokenizer: Tokenizer) -> frozenset[int]:
@@ -92,6 +96,12 @@ def build_grammar_cache(
     return GrammarCache(LLGuidanceBackend(tokenizer_json, vocab_size, eos_ids))
 
 
+def wants_progress_bar(config: EngineConfig) -> bool:
+    """A loading bar helps a person at a terminal; in JSON-log mode or with stderr
+    redirected (a service, a test) it would only add noise to the log."""
+    return not config.server.json_output and sys.stderr.isatty()
+
+
 def build_engine(config: EngineConfig) -> BuiltEngine:
     from pytgi.executor.model_runner import create_model_runner
 
@@ -108,6 +118,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         max_num_batched_tokens=config.scheduler.max_batch_prefill_tokens,
         watermark_gamma=config.sampling.watermark_gamma,
         watermark_delta=config.sampling.watermark_delta,
+        show_progress=wants_progress_bar(config),
     )
     spec = runner.kv_cache_spec
     capacity = spec.num_blocks * spec.block_size

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from pytgi.config import CacheConfig, DType, EngineConfig
 from pytgi.engine.builder import build_engine
 from pytgi.errors import GenerationError
-from pytgi.protocol import FinishReason, GenerationRequest, SamplingParams, StoppingParams, Token
+from pytgi.protocol import (
+    FinishReason,
+    GenerationRequest,
+    RequestOutput,
+    SamplingParams,
+    StoppingParams,
+    Token,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,25 +82,39 @@ class LLM:
         return self.generate_requests(requests)
 
     def generate_requests(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        engine = self._built.engine
         tokens: dict[str, list[Token]] = {r.request_id: [] for r in requests}
         done: dict[str, Completion] = {}
         prompt_by_id = {r.request_id: r.prompt for r in requests}
+        for output in self.stream_requests(requests):
+            tokens[output.request_id].extend(output.tokens)
+            if output.finished:
+                done[output.request_id] = Completion(
+                    prompt=prompt_by_id[output.request_id],
+                    text=output.generated_text or "",
+                    token_ids=tuple(t.id for t in tokens[output.request_id]),
+                    tokens=tuple(tokens[output.request_id]),
+                    finish_reason=output.finish_reason,
+                    num_prompt_tokens=output.num_prompt_tokens,
+                )
+        return [done[r.request_id] for r in requests]
+
+    def stream_requests(self, requests: Sequence[GenerationRequest]) -> Iterator[RequestOutput]:
+        """Every `RequestOutput` as its step produces it (what `pytgi generate` prints
+        token by token). Requests still running when the caller stops iterating are
+        aborted, so the engine is free for the next call."""
+        engine = self._built.engine
+        unfinished = {r.request_id for r in requests}
         for request in requests:
             engine.add(self._built.input_processor.process(request))
-        while engine.has_work():
-            result = engine.step()
-            if result.failed:
-                raise GenerationError(next(iter(result.failed.values())))
-            for output in result.outputs:
-                tokens[output.request_id].extend(output.tokens)
-                if output.finished:
-                    done[output.request_id] = Completion(
-                        prompt=prompt_by_id[output.request_id],
-                        text=output.generated_text or "",
-                        token_ids=tuple(t.id for t in tokens[output.request_id]),
-                        tokens=tuple(tokens[output.request_id]),
-                        finish_reason=output.finish_reason,
-                        num_prompt_tokens=output.num_prompt_tokens,
-                    )
-        return [done[r.request_id] for r in requests]
+        try:
+            while engine.has_work():
+                result = engine.step()
+                if result.failed:
+                    raise GenerationError(next(iter(result.failed.values())))
+                for output in result.outputs:
+                    if output.finished:
+                        unfinished.discard(output.request_id)
+                    yield output
+        finally:
+            for request_id in unfinished:
+                engine.abort(request_id)

@@ -257,9 +257,11 @@ def create_model_runner(
     attention_backend: str = DEFAULT_ATTENTION_BACKEND,
     watermark_gamma: float = 0.5,
     watermark_delta: float = 2.0,
+    show_progress: bool = False,
 ) -> ModelRunner:
     """Load `model_dir` (HF layout: config.json + safetensors) and allocate the
-    KV cache. Raises UnsupportedArchitectureError / ConfigError on bad input."""
+    KV cache. Raises UnsupportedArchitectureError / ConfigError on bad input.
+    `show_progress`: a progress bar on stderr while the weights load."""
     model_dir = Path(model_dir)
     hf_config = json.loads((model_dir / "config.json").read_text())
     architecture = architecture_of(hf_config)
@@ -272,7 +274,7 @@ def create_model_runner(
             hf_config, dtype=torch_dtype, attention_backend=get_attention_backend(attention_backend)
         )
     with torch.inference_mode():
-        model.load_weights(SafetensorsWeights(model_dir))
+        model.load_weights(SafetensorsWeights(model_dir, show_progress=show_progress))
 
     block_bytes = bytes_per_block(model.kv_layout, block_size, torch_dtype)
     num_blocks = plan_num_blocks(

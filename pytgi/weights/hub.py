@@ -18,17 +18,24 @@ ALLOW_PATTERNS: tuple[str, ...] = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    # Chat templates shipped beside the tokenizer config (found first, as TGI does).
+    "chat_template.json",
+    "chat_template.jinja",
     "*.safetensors",
     "model.safetensors.index.json",
 )
 
 
-def resolve_model_dir(model_id: str, revision: str | None, cache_dir: str | None) -> Path:
+def resolve_model_dir(
+    model_id: str, revision: str | None, cache_dir: str | None, token: str | None = None
+) -> Path:
     """Return the local folder holding `model_id`'s files.
 
     A path to an existing folder is returned unchanged (revision ignored).
     Otherwise `model_id` is a Hub repo id: the snapshot for `revision` is found
-    in the cache (offline mode) or downloaded. Errors from huggingface_hub
+    in the cache (offline mode) or downloaded, with huggingface_hub's progress
+    bars (HF_HUB_DISABLE_PROGRESS_BARS=1 hides them). `token` None lets
+    huggingface_hub find one itself. Errors from huggingface_hub
     (unknown repo, missing cache entry while offline, gated repo) propagate.
     """
     local = Path(model_id).expanduser()
@@ -41,5 +48,6 @@ def resolve_model_dir(model_id: str, revision: str | None, cache_dir: str | None
         revision=revision,
         cache_dir=cache_dir,
         allow_patterns=list(ALLOW_PATTERNS),
+        token=token,
     )
     return Path(folder)

@@ -3,7 +3,9 @@
 Tensors are read one at a time (memory-mapped by safetensors), so loading a
 model never holds a second full copy of its weights in host memory. Handles a
 single `model.safetensors`, a sharded `model.safetensors.index.json`, and
-folders with several unindexed `*.safetensors` files.
+folders with several unindexed `*.safetensors` files. With `show_progress`,
+iterating draws a tqdm bar over the tensors on stderr (the caller decides:
+only when stderr is a terminal and logs are not JSON lines).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from tqdm import tqdm
 
 INDEX_FILE = "model.safetensors.index.json"
 
@@ -21,8 +24,9 @@ INDEX_FILE = "model.safetensors.index.json"
 class SafetensorsWeights:
     """The weights of one model folder, name -> tensor, read on demand."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, show_progress: bool = False) -> None:
         self.model_dir = Path(model_dir)
+        self.show_progress = show_progress
         self._file_of_name = self._map_names_to_files()
 
     def _map_names_to_files(self) -> dict[str, Path]:
@@ -56,7 +60,13 @@ class SafetensorsWeights:
         names_by_file: dict[Path, list[str]] = {}
         for name, path in self._file_of_name.items():
             names_by_file.setdefault(path, []).append(name)
-        for path, names in names_by_file.items():
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                for name in names:
-                    yield name, f.get_tensor(name)
+        with tqdm(
+            total=len(self._file_of_name), desc="loading weights", unit="tensor",
+            disable=not self.show_progress, leave=False,
+        ) as bar:
+            for path, names in names_by_file.items():
+                bar.set_postfix_str(path.name, refresh=False)
+                with safe_open(str(path), framework="pt", device="cpu") as f:
+                    for name in names:
+                        yield name, f.get_tensor(name)
+                        bar.update()
