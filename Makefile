@@ -23,7 +23,14 @@ run: $(STAMP)
 	$(VENV)/bin/pytgi serve
 
 test: $(STAMP)
+	-bash scripts/install-browser.sh  # Chromium for tests/web when apt can; they skip without it
 	$(PY) -m pytest tests
+
+# The chat page in a headless Chromium (Debian's chromium package, driven by Playwright).
+.PHONY: test-browser
+test-browser: $(STAMP)
+	bash scripts/install-browser.sh
+	$(PY) -m pytest tests/web
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pytgi tests

@@ -13,15 +13,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pytgi.server.responses import json_bytes
 
 # Routes TGI leaves open (health probes, monitoring, documentation); `GET /` is
-# the health alias while `POST /` generates and is protected.
+# the health alias while `POST /` generates and is protected. The chat page (`/chat`
+# and its assets under `/chat/`) holds no secret: the API calls it makes carry the key.
 PUBLIC_PATHS = frozenset(
-    {"/health", "/ping", "/info", "/metrics", "/docs", "/api-doc/openapi.json", "/openapi.json", "/v1/models"}
+    {"/health", "/ping", "/info", "/metrics", "/docs", "/api-doc/openapi.json", "/openapi.json", "/v1/models",
+     "/chat"}
 )
 UNAUTHORIZED_BODY = json_bytes({"error": "Unauthorized", "error_type": "authentication"})
 
 
 def is_public(method: str, path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith("/docs/") or (path == "/" and method in ("GET", "HEAD"))
+    return (path in PUBLIC_PATHS or path.startswith(("/docs/", "/chat/"))
+            or (path == "/" and method in ("GET", "HEAD")))
 
 
 class ApiKeyMiddleware:
