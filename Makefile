@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,examples]"
 	# TGI's own Python client pins an old huggingface_hub; it only needs a
 	# header helper from it, so it goes in without its dependencies.
 	$(PIP) install -q --no-deps "text-generation>=0.7"
