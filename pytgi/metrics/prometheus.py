@@ -104,6 +104,7 @@ class BatchMetrics:
     def __init__(self) -> None:
         durations = duration_buckets()
         self.counts: dict[tuple[str, str], int] = {}
+        self.num_concats = 0
         self._histograms = [
             LabeledHistograms(name, doc, "method", durations)
             for name, doc in (
@@ -126,6 +127,10 @@ class BatchMetrics:
         inference.observe(stats.method, stats.total_s)
         if stats.num_new_requests:
             self.next_size.observe(float(stats.num_new_requests))
+            if stats.num_requests > stats.num_new_requests:
+                # New requests joined a running batch. With chunked prefill that is
+                # TGI v3's "chunking" concatenation, pytgi's only kind.
+                self.num_concats += 1
 
     def collect(self) -> Iterator[Metric]:
         for kind, name, doc in (
@@ -137,6 +142,8 @@ class BatchMetrics:
                 (("method", m),): n for (k, m), n in sorted(self.counts.items()) if k == kind
             }
             yield _counter(name, doc, values)
+        yield _counter("tgi_batch_concat", "New requests joined to a running batch, by reason",
+                       {(("reason", "chunking"),): self.num_concats})
         for histogram in self._histograms:
             yield histogram.family()
         yield self.next_size.family()

@@ -162,11 +162,13 @@ def test_batch_metrics_from_engine_steps() -> None:
     observe(StepStats("prefill", 2, 2, 40, 0.02, 0.001, 0.03, ok=True))
     observe(StepStats("decode", 2, 0, 2, 0.005, 0.001, 0.007, ok=True))
     observe(StepStats("decode", 2, 0, 2, 0.005, 0.0, 0.006, ok=False))
+    observe(StepStats("prefill", 3, 1, 9, 0.01, 0.001, 0.02, ok=True))  # one joins two running
     text = client.get("/metrics").text
+    assert 'tgi_batch_concat{reason="chunking"} 1' in text
     assert 'tgi_batch_inference_count{method="decode"} 2' in text
-    assert 'tgi_batch_inference_count{method="prefill"} 1' in text
+    assert 'tgi_batch_inference_count{method="prefill"} 2' in text
     assert 'tgi_batch_inference_success{method="decode"} 1' in text
     assert 'tgi_batch_inference_failure{method="decode"} 1' in text
     assert 'tgi_batch_forward_duration_count{method="decode"} 2' in text
-    assert 'tgi_batch_inference_duration_bucket{method="prefill",le="+Inf"} 1' in text
-    assert 'tgi_batch_next_size_count 1' in text
+    assert 'tgi_batch_inference_duration_bucket{method="prefill",le="+Inf"} 2' in text
+    assert 'tgi_batch_next_size_count 2' in text
