@@ -9,7 +9,6 @@ stream in TGI's OpenAI-style error event, followed by `[DONE]`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -20,7 +19,7 @@ from dataclasses import dataclass, replace
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pytgi.errors import GenerationError, PytgiError, ToolError
+from pytgi.errors import PytgiError, ToolError
 from pytgi.protocol import RequestOutput
 from pytgi.server.chat_prompt import ChatPrompt, build_chat_prompt, next_tool_call_id
 from pytgi.server.errors import error_kind, error_payload, error_response
@@ -43,7 +42,7 @@ from pytgi.server.openai_responses import (
 )
 from pytgi.server.openai_schemas import ChatRequest
 from pytgi.server.openai_validation import chat_parameters
-from pytgi.server.responses import Generation, generate_headers, json_bytes, request_durations, stream_headers
+from pytgi.server.responses import Generation, generate_headers, json_bytes, stream_headers
 from pytgi.server.sse import (
     KEEPALIVE_EVENT,
     ClientDisconnected,
@@ -53,7 +52,6 @@ from pytgi.server.sse import (
 )
 from pytgi.server.state import ServerState
 from pytgi.server.tgi_schemas import GenerateParameters, GenerateRequest
-from pytgi.server.tracing import record_generation
 from pytgi.server.validation import ValidatedGenerate, validate_generate
 
 logger = logging.getLogger(__name__)
@@ -67,6 +65,20 @@ class PreparedChat:
     prompt: ChatPrompt
     text: str
     parameters: GenerateParameters
+
+
+def openai_error_event(exc: PytgiError) -> bytes:
+    """TGI's in-band error of the OpenAI streams (the stream still ends with `[DONE]`)."""
+    return sse_data(openai_stream_error(error_payload(exc)["error"]))
+
+
+def openai_context(state: ServerState, requested_model: str | None) -> ChatContext:
+    """What every chunk of one OpenAI-style answer repeats."""
+    return ChatContext(
+        model=served_model_name(state, requested_model),
+        system_fingerprint=f"{state.version}-native",
+        created=int(time.time()),
+    )
 
 
 def served_model_name(state: ServerState, requested: str | None) -> str:
@@ -88,11 +100,7 @@ class ChatRoutes:
         self.runner = runner
 
     def context(self, wire: ChatRequest) -> ChatContext:
-        return ChatContext(
-            model=served_model_name(self.state, wire.model),
-            system_fingerprint=f"{self.state.version}-native",
-            created=int(time.time()),
-        )
+        return openai_context(self.state, wire.model)
 
     async def prepare(self, wire: ChatRequest, with_tools: bool = True) -> PreparedChat:
         """Template and parameters. Raises ToolError, ChatTemplateError, ValidationError."""
@@ -152,9 +160,7 @@ class ChatRoutes:
             metrics.request_failed(error_kind(exc).failure_metric)
             return error_response(exc)
         final = generation.final
-        durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
-        metrics.request_succeeded(durations, final.num_generated_tokens)
-        record_generation(durations, final, generation.request)
+        durations = self.runner.record_success(generation.request, final, start_s)
         logprobs = logprobs_json(generation.tokens, generation.top_tokens) if prepared.wire.logprobs else None
         body = chat_completion_body(self.context(prepared.wire), message, logprobs, final)
         headers = generate_headers(self.state.compute_type, prepared.text, durations, final)
@@ -199,21 +205,8 @@ class ChatRoutes:
     # --- streamed --------------------------------------------------------------------------
 
     async def _stream(self, prepared: PreparedChat, start_s: float) -> AsyncGenerator[bytes, None]:
-        metrics = self.state.metrics
-        try:
-            async with aclosing(self._stream_chunks(prepared, start_s)) as chunks:
-                async for chunk in chunks:
-                    yield chunk
-        except PytgiError as exc:
-            metrics.request_failed(error_kind(exc).failure_metric)
-            yield sse_data(openai_stream_error(error_payload(exc)["error"]))
-        except (asyncio.CancelledError, GeneratorExit):
-            metrics.request_failed("dropped")
-            raise
-        except Exception as exc:
-            logger.exception("chat stream failed")
-            metrics.request_failed("generation")
-            yield sse_data(openai_stream_error(error_payload(GenerationError(str(exc)))["error"]))
+        async for event in self.runner.guarded_stream(self._stream_chunks(prepared, start_s), openai_error_event):
+            yield event
         yield DONE_EVENT
 
     async def _stream_chunks(self, prepared: PreparedChat, start_s: float) -> AsyncGenerator[bytes, None]:
@@ -283,9 +276,7 @@ class ChatRoutes:
     async def _finish(self, prepared: PreparedChat, validated: ValidatedGenerate, context: ChatContext,
                       final: RequestOutput, start_s: float) -> AsyncGenerator[bytes, None]:
         """Account a finished stream; the usage chunk when asked for."""
-        durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
-        self.state.metrics.request_succeeded(durations, final.num_generated_tokens)
-        record_generation(durations, final, validated.request)
+        self.runner.record_success(validated.request, final, start_s)
         options = prepared.wire.stream_options
         if options is not None and options.include_usage:
             yield sse_data(usage_chunk(context, final))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -16,10 +15,9 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pytgi.errors import GenerationError, PytgiError
-from pytgi.protocol import RequestOutput
-from pytgi.server.chat_routes import served_model_name, validated_prompt
-from pytgi.server.errors import error_kind, error_payload, error_response
+from pytgi.errors import PytgiError
+from pytgi.server.chat_routes import openai_context, openai_error_event, validated_prompt
+from pytgi.server.errors import error_kind, error_response
 from pytgi.server.generation import GenerationRunner, TokenItem, gather_or_cancel
 from pytgi.server.openai_responses import (
     DONE_EVENT,
@@ -28,7 +26,6 @@ from pytgi.server.openai_responses import (
     completion_body,
     completion_choice,
     completion_chunk,
-    openai_stream_error,
     usage_json,
 )
 from pytgi.server.openai_schemas import CompletionRequest
@@ -37,7 +34,7 @@ from pytgi.server.openai_validation import (
     completion_parameters,
     refuse_unsupported_completion_options,
 )
-from pytgi.server.responses import Generation, json_bytes, request_durations
+from pytgi.server.responses import Generation, json_bytes
 from pytgi.server.sse import (
     KEEPALIVE_EVENT,
     ClientDisconnected,
@@ -46,7 +43,6 @@ from pytgi.server.sse import (
     sse_data,
 )
 from pytgi.server.state import ServerState
-from pytgi.server.tracing import record_generation
 from pytgi.server.validation import ValidatedGenerate
 
 logger = logging.getLogger(__name__)
@@ -70,11 +66,7 @@ class CompletionRoutes:
         self.runner = runner
 
     def context(self, wire: CompletionRequest) -> ChatContext:
-        return ChatContext(
-            model=served_model_name(self.state, wire.model),
-            system_fingerprint=f"{self.state.version}-native",
-            created=int(time.time()),
-        )
+        return openai_context(self.state, wire.model)
 
     async def completions(self, request: Request, wire: CompletionRequest, start_s: float) -> Response:
         metrics = self.state.metrics
@@ -115,9 +107,7 @@ class CompletionRoutes:
         num_prompt = num_generated = 0
         for index, generation in finished:
             final = generation.final
-            durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
-            metrics.request_succeeded(durations, final.num_generated_tokens)
-            record_generation(durations, final, generation.request)
+            durations = self.runner.record_success(generation.request, final, start_s)
             reason = chat_finish_reason(final.finish_reason) or ""
             choices.append(completion_choice(index, final.generated_text or "", reason))
             num_prompt += final.num_prompt_tokens
@@ -148,10 +138,15 @@ class CompletionRoutes:
 
     async def _stream(self, wire: CompletionRequest, prompts: list[str], start_s: float
                       ) -> AsyncGenerator[bytes, None]:
-        metrics = self.state.metrics
-        permit = None
+        chunks = self._stream_chunks(wire, prompts, start_s)
+        async for event in self.runner.guarded_stream(chunks, openai_error_event):
+            yield event
+        yield DONE_EVENT
+
+    async def _stream_chunks(self, wire: CompletionRequest, prompts: list[str], start_s: float
+                             ) -> AsyncGenerator[bytes, None]:
+        permit = self.state.limiter.try_acquire(len(prompts))
         try:
-            permit = self.state.limiter.try_acquire(len(prompts))
             validated = self._validated(wire, prompts)
             context = self.context(wire)
             async with aclosing(self._merged(validated)) as items:
@@ -160,20 +155,8 @@ class CompletionRoutes:
                         yield KEEPALIVE_EVENT
                         continue
                     yield sse_data(self._chunk(context, index, item, validated[index], start_s))
-        except PytgiError as exc:
-            metrics.request_failed(error_kind(exc).failure_metric)
-            yield sse_data(openai_stream_error(error_payload(exc)["error"]))
-        except (asyncio.CancelledError, GeneratorExit):
-            metrics.request_failed("dropped")
-            raise
-        except Exception as exc:
-            logger.exception("completion stream failed")
-            metrics.request_failed("generation")
-            yield sse_data(openai_stream_error(error_payload(GenerationError(str(exc)))["error"]))
         finally:
-            if permit is not None:
-                permit.release()
-        yield DONE_EVENT
+            permit.release()
 
     def _chunk(self, context: ChatContext, index: int, item: TokenItem, validated: ValidatedGenerate,
                start_s: float) -> dict[str, object]:
@@ -181,16 +164,11 @@ class CompletionRoutes:
         final = item.final
         if final is None:
             return completion_chunk(context, completion_choice(index, text, ""), None)
-        self._record_success(final, validated, start_s)
+        self.runner.record_success(validated.request, final, start_s)
         # TGI's quirk: the last chunk of a prompt keeps the engine's reason ("eos_token").
         reason = final.finish_reason.value if final.finish_reason is not None else ""
         usage = usage_json(final.num_prompt_tokens, final.num_generated_tokens)
         return completion_chunk(context, completion_choice(index, text, reason), usage)
-
-    def _record_success(self, final: RequestOutput, validated: ValidatedGenerate, start_s: float) -> None:
-        durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
-        self.state.metrics.request_succeeded(durations, final.num_generated_tokens)
-        record_generation(durations, final, validated.request)
 
     async def _merged(self, validated: list[ValidatedGenerate]
                       ) -> AsyncGenerator[tuple[int, TokenItem | None], None]:

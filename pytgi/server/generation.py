@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TypeVar
 
 from pytgi.errors import GenerationError, IncompleteGenerationError, PytgiError
+from pytgi.metrics.stats import RequestDurations
 from pytgi.protocol import GenerationRequest, RequestOutput, Token
-from pytgi.server.errors import IncompleteGenerationStreamError
-from pytgi.server.responses import Generation
+from pytgi.server.errors import IncompleteGenerationStreamError, error_kind
+from pytgi.server.responses import Generation, request_durations
 from pytgi.server.sse import close_iterator, with_keepalive
 from pytgi.server.state import ServerState
+from pytgi.server.tracing import record_generation
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,6 +102,34 @@ class GenerationRunner:
             await ticks.aclose()
             await close_iterator(outputs)
         raise IncompleteGenerationStreamError()
+
+    def record_success(self, request: GenerationRequest, final: RequestOutput, start_s: float) -> RequestDurations:
+        """Account a finished generation (metrics, trace); its durations are the headers' too."""
+        durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
+        self.state.metrics.request_succeeded(durations, final.num_generated_tokens)
+        record_generation(durations, final, request)
+        return durations
+
+    async def guarded_stream(
+        self, events: AsyncGenerator[bytes, None], error_event: Callable[[PytgiError], bytes]
+    ) -> AsyncGenerator[bytes, None]:
+        """`events`, with any error turned into the route's in-band error event and counted
+        (a stream has answered 200 already). A client that goes away counts as dropped."""
+        metrics = self.state.metrics
+        try:
+            async with aclosing(events) as inner:
+                async for event in inner:
+                    yield event
+        except PytgiError as exc:
+            metrics.request_failed(error_kind(exc).failure_metric)
+            yield error_event(exc)
+        except (asyncio.CancelledError, GeneratorExit):
+            metrics.request_failed("dropped")
+            raise
+        except Exception as exc:
+            logger.exception("stream failed")
+            metrics.request_failed("generation")
+            yield error_event(GenerationError(str(exc)))
 
     def record_admitted(self, request: GenerationRequest, first_output: RequestOutput) -> None:
         num_prompt_tokens = first_output.num_prompt_tokens

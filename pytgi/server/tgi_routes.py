@@ -8,7 +8,6 @@ every in-handler error as one `data: {"error", "error_type"}` event.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -21,8 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pytgi.engine.client import ModelInfo
-from pytgi.errors import GenerationError, PytgiError
-from pytgi.protocol import GenerationRequest, RequestOutput
+from pytgi.errors import PytgiError
 from pytgi.server import tgi_response_schemas as schemas
 from pytgi.server.errors import error_kind, error_payload, error_response
 from pytgi.server.extract import read_json
@@ -33,7 +31,6 @@ from pytgi.server.responses import (
     generate_body,
     generate_headers,
     json_bytes,
-    request_durations,
     stream_event,
     stream_headers,
 )
@@ -46,7 +43,6 @@ from pytgi.server.sse import (
 )
 from pytgi.server.state import ServerState
 from pytgi.server.tgi_schemas import CompatGenerateRequest, GenerateRequest
-from pytgi.server.tracing import record_generation
 from pytgi.server.validation import (
     ValidatedGenerate,
     check_best_of_bound,
@@ -162,9 +158,7 @@ class TgiRoutes:
             metrics.request_failed(error_kind(exc).failure_metric)
             return error_response(exc)
         final = best.final
-        durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
-        metrics.request_succeeded(durations, final.num_generated_tokens)
-        record_generation(durations, final, validated.request)
+        durations = self.runner.record_success(validated.request, final, start_s)
         body = generate_body(validated, best, others)
         return Response(
             json_bytes([body] if as_list else body),
@@ -203,15 +197,17 @@ class TgiRoutes:
         self, wire: GenerateRequest, start_s: float, default_return_full_text: bool
     ) -> Response:
         self.state.metrics.request_received()
-        events = self._stream_events(wire, start_s, default_return_full_text)
+        events = self.runner.guarded_stream(
+            self._stream_events(wire, start_s, default_return_full_text), tgi_error_event
+        )
         return SseResponse(events, headers=stream_headers(self.state.compute_type, wire.inputs))
 
     async def _stream_events(
         self, wire: GenerateRequest, start_s: float, default_return_full_text: bool
     ) -> AsyncGenerator[bytes, None]:
         """All of a stream's work runs inside the generator, so nothing is held (permit,
-        engine request) unless the response actually starts, and its `finally` frees all."""
-        metrics = self.state.metrics
+        engine request) unless the response actually starts, and its `finally` frees all.
+        Errors become the stream's error event in `guarded_stream`."""
         permit = None
         try:
             check_streamable(wire.effective_parameters)
@@ -222,16 +218,6 @@ class TgiRoutes:
             async with aclosing(self._token_events(validated, start_s)) as events:
                 async for event in events:
                     yield event
-        except PytgiError as exc:
-            metrics.request_failed(error_kind(exc).failure_metric)
-            yield sse_data(error_payload(exc))
-        except (asyncio.CancelledError, GeneratorExit):
-            metrics.request_failed("dropped")
-            raise
-        except Exception as exc:
-            logger.exception("stream failed")
-            metrics.request_failed("generation")
-            yield sse_data(error_payload(GenerationError(str(exc))))
         finally:
             if permit is not None:
                 permit.release()
@@ -247,9 +233,9 @@ class TgiRoutes:
                     continue
                 yield sse_data(stream_event(validated, item.index, item.token, item.top_tokens, item.final))
                 if item.final is not None:
-                    self._record_stream_success(validated.request, start_s, item.final)
+                    self.runner.record_success(validated.request, item.final, start_s)
 
-    def _record_stream_success(self, request: GenerationRequest, start_s: float, final: RequestOutput) -> None:
-        durations = request_durations(start_s, final.timings, final.num_generated_tokens, time.monotonic())
-        self.state.metrics.request_succeeded(durations, final.num_generated_tokens)
-        record_generation(durations, final, request)
+
+def tgi_error_event(exc: PytgiError) -> bytes:
+    """TGI's in-band stream error: `{"error", "error_type"}`; the stream then closes."""
+    return sse_data(error_payload(exc))
