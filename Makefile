@@ -57,3 +57,9 @@ demo-model: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The llama.cpp baseline of `pytgi bench --compare-cmd llamacpp`: llama-cpp-python[server]
+# compiled from source (native CPU) plus `gguf`, in its own .venv-llamacpp (~8 min on 2 cores).
+.PHONY: llama-cpp
+llama-cpp:
+	PYTHON=$(PYTHON) bash scripts/build-llamacpp.sh

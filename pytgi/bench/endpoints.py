@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from pytgi.bench.llamacpp_server import LlamaCppServer
 from pytgi.bench.server_process import ServerProcess
 
 PROC = Path("/proc")
@@ -122,7 +123,42 @@ LAUNCHERS: dict[str, LauncherFactory] = {
     "url": lambda spec, log_dir, threads: ExternalServer(spec.name, spec.target),
     "command": lambda spec, log_dir, threads: CommandServer(
         spec.name, spec.target, log_dir / f"server-{spec.name}.log", threads),
+    # `--compare-cmd llamacpp [--model-dir D] [--dtype T]`, as below; needs `make llama-cpp`.
+    "llamacpp": lambda spec, log_dir, threads: LlamaCppServer(spec.name, spec.target, log_dir, threads),
 }
+
+
+# Baselines `pytgi bench` starts on the target's own model files: `--compare-cmd NAME [flags]`
+# with NAME a key below (pytgi/bench/transformers_server.py; flags go to that server).
+TRANSFORMERS_MODES = {"transformers-generate": "generate", "transformers-static": "static",
+                      "transformers-generate-batch": "generate_batch"}
+
+
+def transformers_launcher(mode: str) -> LauncherFactory:
+    def factory(spec: EndpointSpec, log_dir: Path, threads: int) -> ServerLauncher:
+        command = (f"{shlex.quote(sys.executable)} -m pytgi.bench.transformers_server --mode {mode} "
+                   f"--port {{port}} --threads {threads} {spec.target}")
+        return CommandServer(spec.name, command, log_dir / f"server-{spec.name}.log", threads)
+
+    return factory
+
+
+LAUNCHERS.update({name: transformers_launcher(mode) for name, mode in TRANSFORMERS_MODES.items()})
+
+
+def baseline_flags(cmd: str | None, flags: str) -> str:
+    """A started baseline serves the files (and dtype) of the target `pytgi serve`
+    command (`--model-id`, `--dtype`), else the demo model, unless its flags say."""
+    argv = shlex.split(cmd or "pytgi serve")
+    given = shlex.split(flags)
+    found = {name: argv[i + 1] for i, name in enumerate(argv[:-1]) if name in ("--model-id", "--dtype")}
+    if "--model-dir" not in given:
+        from pytgi.demo import DEMO_MODEL_DIR
+
+        given += ["--model-dir", found.get("--model-id", str(DEMO_MODEL_DIR))]
+    if "--dtype" not in given and found.get("--dtype") in ("float32", "bfloat16"):
+        given += ["--dtype", found["--dtype"]]
+    return shlex.join(given)
 
 
 def make_launcher(spec: EndpointSpec, log_dir: Path, num_threads: int) -> ServerLauncher:
@@ -174,7 +210,11 @@ def endpoint_specs(url: str | None, cmd: str | None, compare_urls: Sequence[str]
                    compare_cmds: Sequence[str]) -> list[EndpointSpec]:
     """The target first (named A), then the baselines (B, C, ...) in flag order."""
     specs = [EndpointSpec("A", "url", url) if url else EndpointSpec("A", "command", cmd or "pytgi serve")]
-    baselines = [("url", u) for u in compare_urls] + [("command", c) for c in compare_cmds]
+    baselines = [("url", u) for u in compare_urls]
+    for command in compare_cmds:
+        name, _, flags = command.strip().partition(" ")
+        baselines.append((name, baseline_flags(cmd, flags)) if name in TRANSFORMERS_MODES or name == "llamacpp"
+                         else ("command", command))
     for index, (kind, target) in enumerate(baselines):
         specs.append(EndpointSpec(chr(ord("B") + index), kind, target))
     return specs
