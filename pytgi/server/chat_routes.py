@@ -9,7 +9,6 @@ stream in TGI's OpenAI-style error event, followed by `[DONE]`.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -53,8 +52,6 @@ from pytgi.server.sse import (
 from pytgi.server.state import ServerState
 from pytgi.server.tgi_schemas import GenerateParameters, GenerateRequest
 from pytgi.server.validation import ValidatedGenerate, validate_generate
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ carrying its finish reason and usage. The first failure ends the whole request.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -44,8 +43,6 @@ from pytgi.server.sse import (
 )
 from pytgi.server.state import ServerState
 from pytgi.server.validation import ValidatedGenerate
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

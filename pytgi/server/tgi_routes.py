@@ -8,12 +8,10 @@ every in-handler error as one `data: {"error", "error_type"}` event.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import replace
-from typing import TypeVar
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -50,9 +48,6 @@ from pytgi.server.validation import (
     new_request_id,
     validate_generate,
 )
-
-logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # What a non-streamed answer needs: the request as validated, the winner, the other best_of runs.
 BestOf = tuple[ValidatedGenerate, Generation, list[Generation]]
