@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import sys
@@ -45,6 +46,20 @@ class Served:
     eos_ids: frozenset[int]
 
 
+def has_streaming_batching(model: Any) -> bool:
+    """transformers 4.5x's continuous-batching manager streams per request; 5.x changed
+    that API (no `streaming` flag), and this server is not adapted to it yet."""
+    init = getattr(model, "init_continuous_batching", None)
+    return init is not None and "streaming" in inspect.signature(init).parameters
+
+
+def paged_attention_name() -> str:
+    """transformers 4.x names its paged SDPA "sdpa_paged"; 5.x pages plain "sdpa" itself."""
+    import transformers
+
+    return "sdpa_paged" if int(transformers.__version__.split(".")[0]) < 5 else "sdpa"
+
+
 def load(args: argparse.Namespace) -> tuple[Any, Any]:
     try:
         import torch
@@ -52,16 +67,17 @@ def load(args: argparse.Namespace) -> tuple[Any, Any]:
     except ImportError as error:
         raise SystemExit(f"{MISSING} ({error})") from None
     torch.set_num_threads(args.threads)
-    extra = {"attn_implementation": "sdpa_paged"} if args.mode == "generate_batch" else {}
+    extra = {"attn_implementation": paged_attention_name()} if args.mode == "generate_batch" else {}
     dtype = getattr(torch, args.dtype)
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype, **extra).eval()
     if model.dtype != dtype:  # transformers < 4.56 took `torch_dtype`: never serve an unasked dtype
         raise SystemExit(f"transformers loaded {model.dtype}, not {args.dtype}; upgrade transformers")
-    if args.mode == "generate_batch" and not hasattr(model, "init_continuous_batching"):
+    if args.mode == "generate_batch" and not has_streaming_batching(model):
         import transformers
 
-        raise SystemExit(f"--mode generate_batch needs transformers' continuous batching, which "
-                         f"transformers {transformers.__version__} does not have")
+        raise SystemExit(f"--mode generate_batch needs transformers 4.x's streaming continuous batching "
+                         f"(`init_continuous_batching(streaming=True)`), which transformers "
+                         f"{transformers.__version__} does not have")
     return model, AutoTokenizer.from_pretrained(args.model_dir)
 
 
