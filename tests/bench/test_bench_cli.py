@@ -5,7 +5,7 @@ the figures depend on the machine and its neighbours."""
 import json
 
 import pytest
-from live_server import LiveServer
+from live_server import running_server
 
 from pytgi.cli import main
 
@@ -17,15 +17,8 @@ TINY = ["--input-len", "8", "--output-len", "4", "--prefix-len", "32", "--warmup
 def demo_server(tmp_path_factory):
     """The real server on the bundled demo model (the tests/e2e fixture's pattern)."""
     log = tmp_path_factory.mktemp("bench-server") / "server.log"
-    server = LiveServer(["--max-batch-total-tokens", "8192", "--max-concurrent-requests", "32"], log)
-    try:
-        server.wait_healthy()
-    except Exception:
-        server.stop()
-        print(log.read_text())
-        raise
-    yield server
-    assert server.stop() == 0, log.read_text()[-5000:]
+    with running_server(["--max-batch-total-tokens", "8192", "--max-concurrent-requests", "32"], log) as server:
+        yield server
 
 
 def run_bench(tmp_path, args):

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from live_server import LiveServer
+from live_server import LiveServer, running_server
 from reliability_support import reference_tokens
 
 # Small limits, so that the token-count refusals need only short prompts.
@@ -27,18 +27,11 @@ class ServedDemo:
 @pytest.fixture(scope="session")
 def served_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedDemo]:
     log = tmp_path_factory.mktemp("reliability") / "server.log"
-    server = LiveServer(
-        [
-            "--max-input-tokens", str(MAX_INPUT_TOKENS),
-            "--max-total-tokens", str(MAX_TOTAL_TOKENS),
-            "--max-batch-total-tokens", "4096",
-            "--max-concurrent-requests", "32",
-        ],
-        log,
-    )
-    try:
-        server.wait_healthy()
+    args = [
+        "--max-input-tokens", str(MAX_INPUT_TOKENS),
+        "--max-total-tokens", str(MAX_TOTAL_TOKENS),
+        "--max-batch-total-tokens", "4096",
+        "--max-concurrent-requests", "32",
+    ]
+    with running_server(args, log) as server:
         yield ServedDemo(server, reference_tokens(server.url))
-    finally:
-        code = server.stop()
-    assert code == 0, log.read_text()[-5000:]

@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -61,3 +62,21 @@ class LiveServer:
         finally:
             if self._log is not subprocess.DEVNULL:
                 self._log.close()
+
+
+@contextmanager
+def running_server(args: Sequence[str], log_path: Path) -> Iterator[LiveServer]:
+    """A started, healthy server for the block; on a failed start its log is printed.
+    The server must exit 0 when stopped (its log tail is the failure message)."""
+    server = LiveServer(args, log_path)
+    try:
+        server.wait_healthy()
+    except Exception:
+        server.stop()
+        print(log_path.read_text())
+        raise
+    try:
+        yield server
+    finally:
+        code = server.stop()
+    assert code == 0, log_path.read_text()[-5000:]

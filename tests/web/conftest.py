@@ -7,12 +7,11 @@ Playwright is found, so no server is started on machines that cannot run the tes
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from browser_support import API_KEY, DESKTOP_VIEWPORT, find_chromium, skip_reason
-from live_server import LiveServer
+from live_server import LiveServer, running_server
 
 if TYPE_CHECKING:  # playwright may be missing: the fixtures then skip
     from playwright.sync_api import Browser, Page
@@ -31,31 +30,18 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def start_server(log: Path, *args: str) -> LiveServer:
-    server = LiveServer(["--max-batch-total-tokens", "32768", *args], log)
-    try:
-        server.wait_healthy()
-    except Exception:
-        server.stop()
-        print(log.read_text())
-        raise
-    return server
-
-
 @pytest.fixture(scope="module")
 def chat_server(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     log = tmp_path_factory.mktemp("chat-server") / "server.log"
-    server = start_server(log)
-    yield server
-    assert server.stop() == 0, log.read_text()[-5000:]
+    with running_server(["--max-batch-total-tokens", "32768"], log) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def keyed_server(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     log = tmp_path_factory.mktemp("keyed-server") / "server.log"
-    server = start_server(log, "--api-key", API_KEY)
-    yield server
-    assert server.stop() == 0, log.read_text()[-5000:]
+    with running_server(["--max-batch-total-tokens", "32768", "--api-key", API_KEY], log) as server:
+        yield server
 
 
 @pytest.fixture
