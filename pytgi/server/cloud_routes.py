@@ -82,7 +82,7 @@ class CloudRoutes:
         self.openai = openai
 
     def router(self) -> APIRouter:
-        router = APIRouter()
+        router = APIRouter(tags=["Text Generation Inference"])
         invocations = generation_operation(SagemakerRequest, SagemakerResponse, stream=SagemakerStreamEvent)
         router.add_api_route(
             "/invocations",
