@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	# TGI's own Python client pins an old huggingface_hub; it only needs a
 	# header helper from it, so it goes in without its dependencies.
 	$(PIP) install -q --no-deps "text-generation>=0.7"
+	# The CPU kernels compile once (~45 s) into torch's extension cache, so no
+	# server start pays for it; without a compiler pytgi runs the torch path.
+	-$(PY) -m pytgi.kernels
 	touch $(STAMP)
 
 install: $(STAMP)

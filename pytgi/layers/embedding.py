@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pytgi.layers.linear import linear
+
 
 class Embedding(nn.Module):
     """ids -> rows of a [num_embeddings, dim] table."""
@@ -32,4 +34,4 @@ class LMHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         # Logits in float32: sampling and logprobs must not inherit bf16 rounding.
-        return F.linear(hidden, self.weight).float()
+        return linear(hidden, self.weight).float()

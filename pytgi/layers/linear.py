@@ -14,6 +14,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pytgi.kernels import cpu_kernels
+
+# Up to this many rows, a CPU linear layer is a weight-streaming matrix-vector
+# product, where pytgi's kernel moves weights 1.5x faster than torch's bf16 path
+# (docs/profile.md); above it torch's GEMM is compute-bound and better.
+SMALL_BATCH_ROWS = 2
+KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear for x [rows, in] and weight [out, in], through the small-batch
+    CPU kernel where it applies."""
+    if (
+        x.device.type == "cpu"
+        and x.dim() == 2
+        and x.shape[0] <= SMALL_BATCH_ROWS
+        and x.dtype in KERNEL_DTYPES
+        and weight.dtype == x.dtype
+        and weight.is_contiguous()
+    ):
+        kernels = cpu_kernels()
+        if kernels is not None:
+            return kernels.small_batch_linear(x, weight, bias)
+    return F.linear(x, weight, bias)
+
 
 class Linear(nn.Module):
     """y = x W^T + b. Parameters are created empty: the checkpoint fills them."""
@@ -39,7 +64,7 @@ class Linear(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
 
     def shard_rows(self, shard: int) -> slice:
         """Rows of the fused output that checkpoint part `shard` fills."""

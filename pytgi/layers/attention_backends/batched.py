@@ -1,9 +1,11 @@
-"""The default backend: all decode rows in one SDPA call, prefill chunks one
-SDPA call each.
+"""The default backend: all decode rows in one call, prefill chunks one SDPA
+call each.
 
-Decode rows (one query token each) gather their requests' blocks into a padded
-[num_decode, max_context, kv_heads, head_dim] tensor and mask the padding, so
-the cost per step does not grow with a Python loop over requests. A prefill
+Decode rows (one query token each) on a CPU go to a compiled kernel
+(pytgi/kernels) that reads each request's blocks in place. Elsewhere, or where
+the kernel cannot be built, they gather their requests' blocks into a padded
+[num_decode, max_context, kv_heads, head_dim] tensor and mask the padding; the
+cost per step never grows with a Python loop over requests. A prefill
 chunk with no cached prefix attends over its own fresh K/V with the built-in
 causal mask; one that continues a cached prefix gathers its blocks first.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pytgi.kernels import cpu_kernels
 from pytgi.layers.attention import (
     AttentionMetadata,
     ChunkLayout,
@@ -116,6 +119,30 @@ def decode_attention(
     logit_softcap: float | None,
 ) -> torch.Tensor:
     """All one-token rows at once -> [num_decode, num_heads, head_dim]."""
+    kernel = cpu_kernels() if query.device.type == "cpu" else None
+    if kernel is not None:
+        return kernel.paged_decode_attention(
+            query.contiguous(),
+            cache.key,
+            cache.value,
+            meta.decode_block_tables,
+            meta.decode_context_lens,
+            scale,
+            sliding_window or 0,
+            logit_softcap or 0.0,
+        )
+    return padded_decode_attention(query, cache, meta, scale, sliding_window, logit_softcap)
+
+
+def padded_decode_attention(
+    query: torch.Tensor,  # [num_decode, num_heads, head_dim]
+    cache: LayerKVCache,
+    meta: AttentionMetadata,
+    scale: float,
+    sliding_window: int | None,
+    logit_softcap: float | None,
+) -> torch.Tensor:
+    """The torch path: gather into a padded copy, mask, one SDPA call."""
     num_decode = query.shape[0]
     num_kv_heads, head_dim = cache.key.shape[2], cache.key.shape[3]
     num_blocks = -(-meta.max_decode_context_len // meta.block_size)

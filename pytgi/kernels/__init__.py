@@ -1,0 +1,95 @@
+"""Small compiled CPU kernels, built on first use with torch's C++ extension
+loader and cached under TORCH_EXTENSIONS_DIR (~/.cache/torch_extensions).
+
+`make install` builds them ahead of time (`python -m pytgi.kernels`) so no
+server start pays the ~40 s compile. Where they cannot be built (no compiler,
+or PYTGI_CPU_KERNELS=0) callers fall back to the plain torch path, which the
+tests keep equivalent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+from pytgi import envs
+
+logger = logging.getLogger(__name__)
+
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("paged_decode.cpp", "small_batch_linear.cpp"))
+# -march=native: the kernel is built on the machine that runs it. The fast-math
+# subset lets the compiler vectorize float reductions, and keeps inf/NaN semantics.
+CFLAGS = (
+    "-O3",
+    "-march=native",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fassociative-math",
+    "-fno-signed-zeros",
+    "-fopenmp",
+)
+# libgomp's soname matches the copy torch ships, so the kernel joins torch's OpenMP pool.
+LDFLAGS = ("-fopenmp",)
+
+_lock = threading.Lock()
+
+
+def cpu_kernels_enabled() -> bool:
+    return (envs.get("PYTGI_CPU_KERNELS") or "1").lower() not in ("0", "false", "no", "off")
+
+
+def build_id() -> str:
+    """Changes with the source, the flags and the CPU (the build is -march=native)."""
+    digest = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES))
+    digest.update(" ".join(CFLAGS + LDFLAGS).encode())
+    digest.update(_cpu_signature().encode())
+    return digest.hexdigest()[:12]
+
+
+def _cpu_signature() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+@cache
+def _load() -> ModuleType | None:
+    from torch.utils.cpp_extension import load
+
+    try:
+        return load(
+            name=f"pytgi_cpu_kernels_{build_id()}",
+            sources=[str(source) for source in SOURCES],
+            extra_cflags=list(CFLAGS),
+            extra_ldflags=list(LDFLAGS),
+            verbose=False,
+        )
+    except Exception as error:  # no compiler, no ninja, a failed build: torch path instead
+        logger.warning("CPU kernels unavailable, using the torch path: %s", error)
+        return None
+
+
+_loaded: ModuleType | None = None
+
+
+def cpu_kernels() -> ModuleType | None:
+    """The compiled module, or None where it cannot be used. Thread-safe; the
+    first call may compile for ~40 s. Called per layer, so the hit is lock-free."""
+    global _loaded
+    if _loaded is not None:
+        return _loaded
+    if not cpu_kernels_enabled():
+        return None
+    with _lock:
+        _loaded = _load()
+        return _loaded
