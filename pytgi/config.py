@@ -49,6 +49,13 @@ class ModelConfig:
         default=None, metadata=flag("A tokenizer_config.json to use instead of the model's.")
     )
     lora_adapters: str | None = field(default=None, metadata=flag("Not supported yet: any value is refused."))
+    cuda_graphs: str | None = field(
+        default=None,
+        metadata=flag(
+            "Decode batch sizes captured as CUDA graphs (comma list; 0 disables). "
+            "Default: 1,2,4,8,16,32. Only used on a CUDA device."
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +207,7 @@ class EngineConfig:
             raise ConfigError(
                 f"`kv_cache_memory_fraction` must be in (0, 1]. Given: {self.cache.kv_cache_memory_fraction}"
             )
+        cuda_graph_sizes(self.model.cuda_graphs)
 
 
 SECTIONS: tuple[tuple[str, type], ...] = tuple(
@@ -225,6 +233,24 @@ def refuse_unsupported(config: EngineConfig) -> None:
     num_shard = config.parallel.num_shard
     if num_shard is not None and num_shard != 1:
         raise ConfigError(f"`--num-shard` > 1 is not supported by pytgi yet (one device). Given: {num_shard}")
+
+
+DEFAULT_CUDA_GRAPH_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def cuda_graph_sizes(value: str | None) -> tuple[int, ...]:
+    """TGI's `--cuda-graphs`: a comma list of decode batch sizes, `0` for none."""
+    if value is None:
+        return DEFAULT_CUDA_GRAPH_SIZES
+    try:
+        sizes = sorted({int(part) for part in value.split(",") if part.strip()})
+    except ValueError:
+        raise ConfigError(f"`cuda_graphs` must be a comma list of batch sizes. Given: {value!r}") from None
+    if sizes == [0]:
+        return ()
+    if not sizes or sizes[0] < 1:
+        raise ConfigError(f"`cuda_graphs` sizes must be >= 1, or the single value 0. Given: {value!r}")
+    return tuple(sizes)
 
 
 def check_positive(section: object, *names: str) -> None:

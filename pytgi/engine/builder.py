@@ -119,6 +119,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         watermark_gamma=config.sampling.watermark_gamma,
         watermark_delta=config.sampling.watermark_delta,
         show_progress=wants_progress_bar(config),
+        cuda_graphs=config.model.cuda_graphs,
     )
     spec = runner.kv_cache_spec
     capacity = spec.num_blocks * spec.block_size

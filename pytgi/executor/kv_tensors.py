@@ -66,10 +66,18 @@ def plan_num_blocks(
 
 
 def allocate_kv_cache(
-    layout: KVLayout, num_blocks: int, block_size: int, dtype: torch.dtype, device: torch.device
+    layout: KVLayout,
+    num_blocks: int,
+    block_size: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    *,
+    scratch_blocks: int = 0,
 ) -> KVCache:
-    """Zero-filled: padded gathers read unused slots, which must hold finite values."""
-    shape = (num_blocks, block_size, layout.num_kv_heads, layout.head_dim)
+    """Zero-filled: padded gathers read unused slots, which must hold finite values.
+    `scratch_blocks` more blocks follow the `num_blocks` the spec announces, for
+    writes no request owns (the padding rows of a CUDA graph)."""
+    shape = (num_blocks + scratch_blocks, block_size, layout.num_kv_heads, layout.head_dim)
     layers = tuple(
         LayerKVCache(
             key=torch.zeros(shape, dtype=dtype, device=device),

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
+from pytgi.config import cuda_graph_sizes
+from pytgi.executor.cuda_graphs import DecodeGraphs
 from pytgi.executor.device import DTYPE_NAMES, available_memory_bytes, resolve_device, resolve_dtype
-from pytgi.executor.forward_batch import ForwardBatch, build_forward_batch
+from pytgi.executor.forward_batch import LogitsSpan, build_forward_batch
 from pytgi.executor.kv_tensors import (
     KVCache,
     activation_reserve_bytes,
@@ -72,8 +74,10 @@ class ModelRunner:
         dtype: torch.dtype,
         architecture: str,
         watermark: WatermarkConfig | None = None,
+        decode_graphs: DecodeGraphs | None = None,
     ) -> None:
         self.model = model
+        self.decode_graphs = decode_graphs
         self.kv_cache = kv_cache
         self.device = device
         self.dtype = dtype
@@ -118,34 +122,45 @@ class ModelRunner:
             s.want_prompt_logprobs and c.start_position < len(s.prompt_token_ids)
             for c, s in zip(step.chunks, states, strict=True)
         ]
-        batch = build_forward_batch(step.chunks, all_logits, self.kv_cache.spec.block_size, self.device)
         with torch.inference_mode():
-            hidden = self.model.forward(
-                batch.token_ids, batch.positions, batch.attention, self.kv_cache.layers
-            )
-            if batch.num_logits == 0:  # only intermediate prefill chunks
+            forward = self._forward(step.chunks, all_logits)
+            if forward is None:  # only intermediate prefill chunks
                 return StepResult(sampled={}, prompt_logprobs={})
-            logits = self.model.compute_logits(hidden[batch.logits_indices])  # [num_logits, vocab] float32
-            num_sampled = len(batch.sample_chunk_ids)
-            sample_request_ids = [step.chunks[i].request_id for i in batch.sample_chunk_ids]
+            logits, sample_chunk_ids, spans = forward
+            num_sampled = len(sample_chunk_ids)
+            sample_request_ids = [step.chunks[i].request_id for i in sample_chunk_ids]
             sampled = None
             if num_sampled:
                 sampled = self._sampler(
                     logits[:num_sampled],
-                    [states[i].sampling for i in batch.sample_chunk_ids],
+                    [states[i].sampling for i in sample_chunk_ids],
                     # The token before the one being chosen: the chunk's last input.
-                    [step.chunks[i].token_ids[-1] for i in batch.sample_chunk_ids],
+                    [step.chunks[i].token_ids[-1] for i in sample_chunk_ids],
                     allowed_rows(step.token_bitmask, sample_request_ids),
                 )
-            prompt_lps = self._prompt_logprobs(logits[num_sampled:], batch, step.chunks, states)
+            prompt_lps = self._prompt_logprobs(logits[num_sampled:], spans, step.chunks, states)
             host = copy_to_host(sampled, prompt_lps)
         num_prompt_values = prompt_lps.shape[0] if prompt_lps is not None else 0
         return StepResult(
             sampled=unpack_sampled(host, sampled, sample_request_ids),
             prompt_logprobs=self._unpack_prompt_logprobs(
-                host[len(host) - num_prompt_values :], batch, step.chunks, states
+                host[len(host) - num_prompt_values :], spans, step.chunks, states
             ),
         )
+
+    def _forward(
+        self, chunks: Sequence[ScheduledChunk], all_logits: Sequence[bool]
+    ) -> tuple[torch.Tensor, tuple[int, ...], tuple[LogitsSpan, ...]] | None:
+        """The step's logits: sampled rows first, then prompt-logprob spans. None
+        when no chunk needs logits. Pure decode steps replay a CUDA graph where one applies."""
+        if self.decode_graphs is not None and self.decode_graphs.applies(chunks, all_logits):
+            return self.decode_graphs.run(chunks), tuple(range(len(chunks))), ()
+        batch = build_forward_batch(chunks, all_logits, self.kv_cache.spec.block_size, self.device)
+        hidden = self.model.forward(batch.token_ids, batch.positions, batch.attention, self.kv_cache.layers)
+        if batch.num_logits == 0:
+            return None
+        logits = self.model.compute_logits(hidden[batch.logits_indices])  # [num_logits, vocab] float32
+        return logits, batch.sample_chunk_ids, batch.all_logits_spans
 
     def _new_state(self, new: NewRequestData) -> RequestState:
         sampling = RequestSamplingState(new.sampling, new.prompt_token_ids, self.vocab_size, self.device)
@@ -161,18 +176,18 @@ class ModelRunner:
 
     def _prompt_logprobs(
         self,
-        logits: torch.Tensor,  # [num_prompt_rows, vocab], the rows of `batch.all_logits_spans`
-        batch: ForwardBatch,
+        logits: torch.Tensor,  # [num_prompt_rows, vocab], the rows of `spans`
+        spans: Sequence[LogitsSpan],
         chunks: Sequence[ScheduledChunk],
         states: Sequence[RequestState],
     ) -> torch.Tensor | None:
         """Row j of a span predicts the token at the chunk's position j + 1:
         the chunk's own next token, or for its last row the next prompt token
         (kept as pending for the next chunk)."""
-        if not batch.all_logits_spans:
+        if not spans:
             return None
         targets: list[int] = []
-        for span in batch.all_logits_spans:
+        for span in spans:
             chunk, prompt = chunks[span.chunk_id], states[span.chunk_id].prompt_token_ids
             next_position = chunk.start_position + len(chunk.token_ids)
             targets.extend(chunk.token_ids[1:])
@@ -183,13 +198,13 @@ class ModelRunner:
     def _unpack_prompt_logprobs(
         self,
         values: Sequence[float],
-        batch: ForwardBatch,
+        spans: Sequence[LogitsSpan],
         chunks: Sequence[ScheduledChunk],
         states: Sequence[RequestState],
     ) -> dict[str, tuple[float, ...]]:
         result: dict[str, tuple[float, ...]] = {}
         offset = 0
-        for span in batch.all_logits_spans:
+        for span in spans:
             chunk, state = chunks[span.chunk_id], states[span.chunk_id]
             span_values = values[offset : offset + span.length]
             offset += span.length
@@ -258,10 +273,13 @@ def create_model_runner(
     watermark_gamma: float = 0.5,
     watermark_delta: float = 2.0,
     show_progress: bool = False,
+    cuda_graphs: str | None = None,
 ) -> ModelRunner:
     """Load `model_dir` (HF layout: config.json + safetensors) and allocate the
     KV cache. Raises UnsupportedArchitectureError / ConfigError on bad input.
-    `show_progress`: a progress bar on stderr while the weights load."""
+    `show_progress`: a progress bar on stderr while the weights load.
+    `cuda_graphs`: TGI's batch-size list for decode graphs (None: the default
+    list, "0": none); only used on a CUDA device."""
     model_dir = Path(model_dir)
     hf_config = json.loads((model_dir / "config.json").read_text())
     architecture = architecture_of(hf_config)
@@ -286,7 +304,15 @@ def create_model_runner(
         reserve_bytes=activation_reserve_bytes(model.shape, max_num_batched_tokens, torch_dtype),
         max_bytes=CPU_KV_CACHE_MAX_BYTES if torch_device.type == "cpu" else None,
     )
-    kv_cache = allocate_kv_cache(model.kv_layout, num_blocks, block_size, torch_dtype, torch_device)
+    graph_sizes = cuda_graph_sizes(cuda_graphs) if torch_device.type == "cuda" else ()
+    kv_cache = allocate_kv_cache(
+        model.kv_layout, num_blocks, block_size, torch_dtype, torch_device, scratch_blocks=1 if graph_sizes else 0
+    )
+    decode_graphs = (
+        DecodeGraphs(model, kv_cache, graph_sizes, scratch_block=num_blocks, device=torch_device)
+        if graph_sizes
+        else None
+    )
     return ModelRunner(
         model,
         kv_cache,
@@ -294,4 +320,5 @@ def create_model_runner(
         dtype=torch_dtype,
         architecture=architecture,
         watermark=WatermarkConfig(watermark_gamma, watermark_delta),
+        decode_graphs=decode_graphs,
     )

@@ -54,3 +54,28 @@ def test_cuda_half_precision_sampling_runs(dtype: str, tmp_path: Path) -> None:
         driver.finish("b")
         driver.step()  # delivers the finished ids
     assert runs[0] == runs[1]
+
+
+def test_cuda_graph_decode_matches_eager(tmp_path: Path) -> None:
+    save_tiny_model("llama", tmp_path)
+    tokens = {}
+    for graphs in (None, "0"):  # TGI's default sizes, then none
+        runner = create_model_runner(
+            tmp_path,
+            dtype="float32",
+            device="cuda",
+            block_size=4,
+            max_batch_total_tokens=1024,
+            kv_cache_memory_fraction=0.1,
+            max_num_batched_tokens=256,
+            cuda_graphs=graphs,
+        )
+        driver = TinyDriver(runner)
+        for i, prompt in enumerate([*PROMPTS, [5, 6, 7]]):
+            driver.add(f"r{i}", prompt)
+        tokens[graphs] = driver.generate(24, chunk_size=6)
+        if graphs is None:
+            assert runner.decode_graphs is not None and runner.decode_graphs.captured
+        else:
+            assert runner.decode_graphs is None
+    assert tokens[None] == tokens["0"]
