@@ -81,6 +81,13 @@ class SchedulerConfig:
         default=2048, metadata=flag("Token budget of one forward pass (prefill chunks + decodes).")
     )
     max_batch_size: int | None = field(default=None, metadata=flag("Most requests in one batch."))
+    max_prefill_tokens_while_decoding: int | None = field(
+        default=None,
+        metadata=flag(
+            "Prompt tokens one step may prefill while other requests decode (chunks the rest): "
+            "bounds the inter-token latency new arrivals cause. Default: the whole budget."
+        ),
+    )
     speculate: int | None = field(default=None, metadata=flag("Not supported yet: any value is refused."))
     waiting_served_ratio: float = field(
         default=0.3,
@@ -182,6 +189,7 @@ class EngineConfig:
         refuse_unsupported(self)
         check_positive(self.cache, "block_size", "max_batch_total_tokens")
         check_positive(self.scheduler, "max_batch_prefill_tokens", "max_batch_size")
+        check_positive(self.scheduler, "max_prefill_tokens_while_decoding")
         check_positive(self.server, "payload_limit", "graceful_termination_timeout", "validation_workers")
         check_positive(
             self.limits,

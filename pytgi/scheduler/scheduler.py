@@ -3,7 +3,9 @@
 Each step has a budget of `max_batch_prefill_tokens` tokens. Running requests
 come first (a decode costs one token, an unfinished prefill takes its next
 chunk), then waiting requests in strict FIFO order while budget, batch size and
-KV blocks last. When a running request needs a block and none is free, the
+KV blocks last. While any request decodes, the prompt tokens of one step are
+also capped by `max_prefill_tokens_while_decoding` (when set), so that an
+arrival's prefill stretches the decoders' next token by a bounded amount. When a running request needs a block and none is free, the
 newest running request is preempted (blocks freed, recomputed later), which
 always lets the oldest make progress: a lone request always fits, because
 validation caps prompt + new tokens at the KV capacity.
@@ -75,12 +77,19 @@ class Scheduler:
     # ---- one step --------------------------------------------------------------
     def schedule(self) -> SchedulerOutput:
         budget = self.config.max_batch_prefill_tokens
+        prefill_budget = self._prefill_budget()
         chunks: list[ScheduledChunk] = []
         preempted = False
         index = 0
         while index < len(self.running) and budget > 0:
             request = self.running[index]
-            num_new = min(request.num_tokens - request.num_computed_tokens, budget)
+            remaining = request.num_tokens - request.num_computed_tokens
+            num_new = min(remaining, budget) if remaining == 1 else min(remaining, budget, prefill_budget)
+            if num_new == 0:  # a prefill held back this step: the decoders go first
+                index += 1
+                continue
+            if remaining > 1:
+                prefill_budget -= num_new
             if self._allocate_or_preempt(request, num_new):
                 chunks.append(self._chunk(request, num_new))
                 budget -= num_new
@@ -89,7 +98,7 @@ class Scheduler:
                 preempted = True
                 break
         if not preempted:
-            budget = self._admit_waiting(budget, chunks)
+            self._admit_waiting(min(budget, prefill_budget), chunks)
         if not chunks:
             # Keep the finished ids for the next step that reaches the executor.
             return SchedulerOutput((), (), ())
@@ -122,6 +131,13 @@ class Scheduler:
         return updates
 
     # ---- helpers ----------------------------------------------------------------
+    def _prefill_budget(self) -> int:
+        """Prompt tokens this step may take: capped while any running request decodes."""
+        cap = self.config.max_prefill_tokens_while_decoding
+        if cap is not None and any(r.num_tokens - r.num_computed_tokens == 1 for r in self.running):
+            return cap
+        return self.config.max_batch_prefill_tokens
+
     def _admit_waiting(self, budget: int, chunks: list[ScheduledChunk]) -> int:
         max_batch_size = self.config.max_batch_size
         while self.waiting and budget > 0:

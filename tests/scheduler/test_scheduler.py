@@ -46,6 +46,23 @@ def test_long_prompt_is_chunked_alongside_decodes():
     assert sizes[3] == {"short": (1, True), "long": (1, True)}
 
 
+def test_prefill_is_capped_while_others_decode():
+    scheduler = make_scheduler(budget=32, prefill_while_decoding=4)
+    scheduler.add(make_request("first", 20, max_new_tokens=10))
+    step, _ = run_step(scheduler)
+    assert [len(c.token_ids) for c in step.chunks] == [20]  # nobody decodes yet: the whole budget
+    scheduler.add(make_request("a", 6, max_new_tokens=2, first_token=100))
+    scheduler.add(make_request("b", 3, max_new_tokens=2, first_token=200))
+    sizes = []
+    for _ in range(3):
+        step, _ = run_step(scheduler)
+        sizes.append({c.request_id: len(c.token_ids) for c in step.chunks})
+    # 4 prompt tokens per step while "first" decodes; "b" waits for "a" (FIFO).
+    assert sizes[0] == {"first": 1, "a": 4}
+    assert sizes[1] == {"first": 1, "a": 2, "b": 2}
+    assert sizes[2] == {"first": 1, "a": 1, "b": 1}
+
+
 def test_finish_on_length_and_eos_frees_blocks():
     scheduler = make_scheduler()
     scheduler.add(make_request("len", 4, max_new_tokens=2))

@@ -14,10 +14,15 @@ EOS = 0
 
 def make_scheduler(
     num_blocks: int = 64, block_size: int = 4, budget: int = 32, max_batch_size: int | None = None,
-    prefix_caching: bool = True,
+    prefix_caching: bool = True, prefill_while_decoding: int | None = None,
 ) -> Scheduler:
     kv = KVCacheManager(num_blocks, block_size, prefix_caching)
-    return Scheduler(SchedulerConfig(max_batch_prefill_tokens=budget, max_batch_size=max_batch_size), kv)
+    config = SchedulerConfig(
+        max_batch_prefill_tokens=budget,
+        max_batch_size=max_batch_size,
+        max_prefill_tokens_while_decoding=prefill_while_decoding,
+    )
+    return Scheduler(config, kv)
 
 
 def make_request(request_id: str, num_prompt: int, max_new_tokens: int = 4, first_token: int = 1) -> Request:
