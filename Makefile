@@ -66,3 +66,8 @@ clean:
 .PHONY: llama-cpp
 llama-cpp:
 	PYTHON=$(PYTHON) bash scripts/build-llamacpp.sh
+
+# llama.cpp's own C++ server (parallel slots) from the same source, into .venv-llamacpp/bin (~6 min).
+.PHONY: llama-server
+llama-server:
+	bash scripts/build-llama-server.sh

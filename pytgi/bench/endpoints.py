@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from pytgi.bench.llamacpp_server import LlamaCppServer
+from pytgi.bench.llamacpp_server import LlamaCppNativeServer, LlamaCppServer
 from pytgi.bench.server_process import ServerProcess
 
 PROC = Path("/proc")
@@ -125,6 +125,8 @@ LAUNCHERS: dict[str, LauncherFactory] = {
         spec.name, spec.target, log_dir / f"server-{spec.name}.log", threads),
     # `--compare-cmd llamacpp [--model-dir D] [--dtype T]`, as below; needs `make llama-cpp`.
     "llamacpp": lambda spec, log_dir, threads: LlamaCppServer(spec.name, spec.target, log_dir, threads),
+    # `--compare-cmd "llama-server [--parallel N] ..."`: llama.cpp's C++ server; needs `make llama-server`.
+    "llama-server": lambda spec, log_dir, threads: LlamaCppNativeServer(spec.name, spec.target, log_dir, threads),
 }
 
 
@@ -213,7 +215,7 @@ def endpoint_specs(url: str | None, cmd: str | None, compare_urls: Sequence[str]
     baselines = [("url", u) for u in compare_urls]
     for command in compare_cmds:
         name, _, flags = command.strip().partition(" ")
-        baselines.append((name, baseline_flags(cmd, flags)) if name in TRANSFORMERS_MODES or name == "llamacpp"
+        baselines.append((name, baseline_flags(cmd, flags)) if name in TRANSFORMERS_MODES or name in ("llamacpp", "llama-server")
                          else ("command", command))
     for index, (kind, target) in enumerate(baselines):
         specs.append(EndpointSpec(chr(ord("B") + index), kind, target))

@@ -1,10 +1,13 @@
-"""The llama.cpp baseline of `pytgi bench`: the benchmarked checkpoint converted to GGUF
-(`gguf_export.py`) and served by llama-cpp-python's OpenAI server from `.venv-llamacpp`
-(`make llama-cpp`), driven with `--api openai`.
+"""The llama.cpp baselines of `pytgi bench`: the benchmarked checkpoint converted to GGUF
+(`gguf_export.py`) and served from `.venv-llamacpp`, driven with `--api openai`.
 
-That server handles one request at a time (no parallel slots: concurrent requests
-queue), does not honour `ignore_eos` (a request may stop at EOS: "got < asked") and sends
-no `usage` chunk (tokens are counted per streamed chunk, one token each).
+`llamacpp` is llama-cpp-python's OpenAI server (`make llama-cpp`). It handles one request
+at a time (no parallel slots: concurrent requests queue), does not honour `ignore_eos` (a
+request may stop at EOS: "got < asked") and sends no `usage` chunk (tokens are counted
+per streamed chunk, one token each).
+
+`llama-server` is llama.cpp's own C++ server (`make llama-server`): `--parallel N` slots
+(default 32) decoded together with continuous batching, as llama.cpp users serve.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ EXPORT_SCRIPT = Path(__file__).resolve().parent / "gguf_export.py"
 APP_SCRIPT = Path(__file__).resolve().parent / "llamacpp_app.py"
 DTYPES = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}  # pytgi --dtype -> GGUF
 DEFAULT_CONTEXT = 4096
+
+
+DEFAULT_SLOTS = 32
+SLOT_CONTEXT = 1024  # tokens of context per llama-server slot
 
 
 def parse_target(target: str) -> tuple[Path, str]:
@@ -99,3 +106,38 @@ class LlamaCppServer:
 
     def stop(self) -> None:
         self._process.stop()
+
+
+def split_parallel(target: str) -> tuple[str, int]:
+    """`--parallel N` out of a llama-server target; the rest as `parse_target` takes it."""
+    argv = shlex.split(target)
+    slots = DEFAULT_SLOTS
+    if "--parallel" in argv:
+        at = argv.index("--parallel")
+        if at + 1 >= len(argv) or not argv[at + 1].isdigit() or int(argv[at + 1]) < 1:
+            raise ValueError(f"llama-server flags {target!r}: --parallel takes a positive number")
+        slots = int(argv[at + 1])
+        del argv[at : at + 2]
+    return shlex.join(argv), slots
+
+
+class LlamaCppNativeServer(LlamaCppServer):
+    """llama.cpp's C++ `llama-server` on the same GGUF, with `--parallel` slots."""
+
+    def __init__(self, name: str, target: str, log_dir: Path, num_threads: int, venv_dir: Path = VENV_DIR) -> None:
+        rest, self.slots = split_parallel(target)
+        super().__init__(name, rest, log_dir, num_threads, venv_dir)
+        self.binary = venv_dir / "bin" / "llama-server"
+        self._process = ServerProcess([], log_dir / f"server-{name}.log", num_threads, command=[
+            str(self.binary), "--model", str(self.gguf), "--host", "127.0.0.1", "--port", "{port}",
+            "--threads", str(num_threads), "--threads-batch", str(num_threads),
+            "--ctx-size", str(SLOT_CONTEXT * self.slots), "--parallel", str(self.slots),
+            "--alias", self.model_dir.name, "--no-webui"])
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "kind": "llama-server", "slots": self.slots}
+
+    def start(self) -> None:
+        if not self.binary.exists():
+            raise FileNotFoundError(f"{self.binary} not built: build it with `make llama-server`")
+        super().start()

@@ -43,6 +43,9 @@ class ModelSpec:
     max_position_embeddings: int
     tie_word_embeddings: bool = True
     seed: int = 0
+    # "word": w{i} <-> id i (exact prompt lengths from ids); "bpe": a byte-level BPE
+    # trained on the benchmark's own text, which llama.cpp tokenizes as pytgi does.
+    tokenizer: str = "word"
 
 
 SMOLLM2_135M = ModelSpec(
@@ -57,6 +60,10 @@ SMOLLM2_135M = ModelSpec(
     rms_norm_eps=1e-5,
     max_position_embeddings=2048,
 )
+
+# The same weights with a byte-level BPE tokenizer: the model the llama.cpp comparison
+# serves, so that a prompt is the same number of tokens on every server.
+SMOLLM2_135M_BPE = dataclasses.replace(SMOLLM2_135M, name="smollm2-135m-random-bpe", tokenizer="bpe")
 
 # Small enough to build and load in about a second: for smoke tests of the harness.
 TINY = ModelSpec(
@@ -127,7 +134,8 @@ def build_model(spec: ModelSpec, out_dir: Path) -> None:
     model = LlamaForCausalLM(config).bfloat16()
     model.generation_config = GenerationConfig(bos_token_id=None, eos_token_id=None, pad_token_id=None)
     model.save_pretrained(out_dir, safe_serialization=True)
-    build_word_tokenizer(spec.vocab_size).save(str(out_dir / "tokenizer.json"))
+    tokenizer = build_bpe_tokenizer(spec.vocab_size) if spec.tokenizer == "bpe" else build_word_tokenizer(spec.vocab_size)
+    tokenizer.save(str(out_dir / "tokenizer.json"))
     tokenizer_config = {"model_max_length": spec.max_position_embeddings, "tokenizer_class": "PreTrainedTokenizerFast"}
     (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
 
@@ -147,6 +155,24 @@ def build_word_tokenizer(vocab_size: int) -> Tokenizer:
     return tokenizer
 
 
+def build_bpe_tokenizer(vocab_size: int) -> Tokenizer:
+    """A GPT-2-style byte-level BPE of at most `vocab_size` tokens, trained on the
+    Python language reference (`workload.reference_text`, what `pytgi bench`
+    cuts prompts from); ids beyond the trained vocabulary stay unused."""
+    from tokenizers import trainers
+
+    from pytgi.bench.workload import paragraph_chunks, reference_text
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tokenizer.train_from_iterator(paragraph_chunks(reference_text(), 4000), trainer=trainer)
+    return tokenizer
+
+
 def random_prompt_ids(num_tokens: int, vocab_size: int, seed: int) -> list[int]:
     """Seeded random token ids, avoiding the low ids real vocabularies reserve."""
     rng = random.Random(seed)
@@ -156,3 +182,22 @@ def random_prompt_ids(num_tokens: int, vocab_size: int, seed: int) -> list[int]:
 def words_for_ids(token_ids: Sequence[int]) -> str:
     """The prompt text that the word tokenizer encodes back to exactly `token_ids`."""
     return " ".join(f"w{i}" for i in token_ids)
+
+
+SPECS = {spec.name: spec for spec in (SMOLLM2_135M, SMOLLM2_135M_BPE, TINY)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m pytgi.bench.random_model [NAME]`: build (or find) a benchmark model, print its folder."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("name", nargs="?", default=SMOLLM2_135M.name, choices=sorted(SPECS))
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    args = parser.parse_args(argv)
+    print(ensure_model(SPECS[args.name], args.cache_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,7 +12,14 @@ import pytest
 
 from pytgi.bench import gguf_export
 from pytgi.bench.endpoints import EndpointSpec, endpoint_specs, make_launcher
-from pytgi.bench.llamacpp_server import VENV_DIR, LlamaCppServer, gguf_path, parse_target
+from pytgi.bench.llamacpp_server import (
+    VENV_DIR,
+    LlamaCppNativeServer,
+    LlamaCppServer,
+    gguf_path,
+    parse_target,
+    split_parallel,
+)
 from pytgi.demo import DEMO_MODEL_DIR
 
 LLAMACPP_PYTHON = VENV_DIR / "bin" / "python"
@@ -62,6 +69,21 @@ def test_launcher_targets_and_registry(tmp_path: Path) -> None:
     assert isinstance(launcher, LlamaCppServer)
     assert launcher.gguf == gguf_path(DEMO_MODEL_DIR, "f32", tmp_path / "gguf")
     assert "--n_threads" in launcher.describe()["argv"]  # type: ignore[operator]
+
+
+def test_llama_server_launcher_takes_slots(tmp_path: Path) -> None:
+    assert split_parallel("--dtype bfloat16") == ("--dtype bfloat16", 32)
+    assert split_parallel("--parallel 8 --dtype float32") == ("--dtype float32", 8)
+    for bad in ("--parallel", "--parallel 0", "--parallel x"):
+        with pytest.raises(ValueError):
+            split_parallel(bad)
+    spec = endpoint_specs(None, "pytgi serve --model-id /m --dtype bfloat16", [], ["llama-server --parallel 16"])[1]
+    assert spec.kind == "llama-server"
+    launcher = make_launcher(spec, tmp_path / "run", 2)
+    assert isinstance(launcher, LlamaCppNativeServer) and launcher.slots == 16
+    argv = launcher.describe()["argv"]
+    assert argv[argv.index("--parallel") + 1] == "16" and argv[argv.index("--ctx-size") + 1] == "16384"  # type: ignore[union-attr]
+    assert (launcher.model_dir, launcher.dtype) == (Path("/m"), "bf16")
 
 
 GREEDY_SCRIPT = """
