@@ -162,10 +162,10 @@ def choose_tokens(
     rows = list(t.sampled_rows)
     row_generators = [generators[r] for r in rows]
     assert all(g is not None for g in row_generators), "sampled rows carry a generator"
-    noise = ops.exponential_noise(row_generators, logits.shape[-1], logits.device)  # type: ignore[arg-type]
+    uniform = ops.uniform_draws(row_generators, logits.device)  # type: ignore[arg-type]
     if len(rows) == logits.shape[0]:
-        return ops.sample_with_noise(logits, noise)
+        return ops.sample_inverse_cdf(logits, uniform)
     token_ids = ops.greedy(logits)
     row_index = torch.tensor(rows, device=logits.device)
-    token_ids[row_index] = ops.sample_with_noise(logits[row_index], noise)
+    token_ids[row_index] = ops.sample_inverse_cdf(logits[row_index], uniform)
     return token_ids

@@ -78,31 +78,34 @@ def test_top_logprobs_best_first() -> None:
     torch.testing.assert_close(values, torch.tensor([[math.log(0.5), math.log(0.3)]]))
 
 
-def test_sample_with_noise_is_the_exponential_race() -> None:
-    logits = log_probs_row()
-    assert ops.sample_with_noise(logits, torch.ones(1, 4)).tolist() == [0]
-    # p / E: 0.5/10, 0.3/10, 0.15/0.1, 0.05/10 -> token 2.
-    assert ops.sample_with_noise(logits, torch.tensor([[10.0, 10.0, 0.1, 10.0]])).tolist() == [2]
-    # Filtered tokens are never drawn, even with tiny noise.
+def test_inverse_cdf_picks_the_token_whose_interval_holds_the_draw() -> None:
+    logits = log_probs_row()  # probabilities 0.5, 0.3, 0.15, 0.05
+    draws = {0.0: 0, 0.49: 0, 0.51: 1, 0.79: 1, 0.81: 2, 0.94: 2, 0.96: 3, 0.999999: 3}
+    for u, token in draws.items():
+        assert ops.sample_inverse_cdf(logits, torch.tensor([u])).tolist() == [token], u
+    # Filtered tokens are never drawn, at either end of the range.
     filtered = logits.clone()
+    filtered[0, 0] = -INF
     filtered[0, 3] = -INF
-    assert ops.sample_with_noise(filtered, torch.tensor([[1.0, 1.0, 1.0, 1e-30]])).tolist() == [0]
+    assert ops.sample_inverse_cdf(filtered, torch.tensor([0.0])).tolist() == [1]
+    assert ops.sample_inverse_cdf(filtered, torch.tensor([0.9999999])).tolist() == [2]
 
 
-def test_exponential_noise_depends_only_on_each_rows_generator() -> None:
+def test_uniform_draws_depend_only_on_each_rows_generator() -> None:
     def gen(seed: int) -> torch.Generator:
         return torch.Generator().manual_seed(seed)
 
-    alone = ops.exponential_noise([gen(42)], 16, torch.device("cpu"))
-    batched = ops.exponential_noise([gen(1), gen(42), gen(3)], 16, torch.device("cpu"))
+    alone = ops.uniform_draws([gen(42)], torch.device("cpu"))
+    batched = ops.uniform_draws([gen(1), gen(42), gen(3)], torch.device("cpu"))
+    assert alone.shape == (1,) and batched.shape == (3,)
     assert torch.equal(alone[0], batched[1])
-    assert (batched > 0).all()
+    assert ((batched >= 0) & (batched < 1)).all()
 
 
 def test_sampling_frequencies_follow_probabilities() -> None:
     logits = log_probs_row().repeat(4000, 1)
-    noise = torch.empty(4000, 4).exponential_(generator=torch.Generator().manual_seed(0))
-    counts = torch.bincount(ops.sample_with_noise(logits, noise), minlength=4).float() / 4000
+    uniform = torch.rand(4000, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(ops.sample_inverse_cdf(logits, uniform), minlength=4).float() / 4000
     torch.testing.assert_close(counts, torch.tensor(PROBS), atol=0.03, rtol=0)
 
 
