@@ -17,10 +17,11 @@ from torch import nn
 from pytgi.kernels import cpu_kernels
 
 # Up to this many rows, a CPU linear layer is a weight-streaming matrix-vector
-# product, where pytgi's kernel moves weights 1.5x faster than torch's bf16 path
-# (docs/profile.md); above it torch's GEMM is compute-bound and better.
+# product, where pytgi's kernel moves bf16 weights 1.5x faster than torch
+# (docs/profile.md); above it torch's GEMM is compute-bound and better. In
+# float32 torch's own GEMV streams as fast or faster, so it keeps that dtype.
 SMALL_BATCH_ROWS = 2
-KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+KERNEL_DTYPES = (torch.bfloat16,)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -110,12 +110,13 @@ def test_linear_takes_the_kernel_for_few_rows_only(monkeypatch: pytest.MonkeyPat
             return real.small_batch_linear(x, weight, bias)
 
     monkeypatch.setattr(linear_module, "cpu_kernels", lambda: Spy())
-    weight = torch.randn(16, 8)
+    weight = torch.randn(16, 8).bfloat16()
     for rows in (1, 2, 3, 32):
-        x = torch.randn(rows, 8)
-        torch.testing.assert_close(linear_module.linear(x, weight), F.linear(x, weight))
+        x = torch.randn(rows, 8).bfloat16()
+        torch.testing.assert_close(linear_module.linear(x, weight), F.linear(x, weight), atol=2e-2, rtol=2e-2)
     assert calls == [1, 2]
-    linear_module.linear(torch.randn(1, 8), weight.t().contiguous().t())  # a transposed view: torch path
+    linear_module.linear(torch.randn(1, 8).bfloat16(), weight.t().contiguous().t())  # a transposed view: torch path
+    linear_module.linear(torch.randn(1, 8), weight.float())  # float32: torch's GEMV streams as fast
     assert calls == [1, 2]
 
 
