@@ -51,9 +51,9 @@ def linear_weights(model_dir: Path, dtype: str) -> list[torch.Tensor]:
     return [*weights, model.lm_head.weight]
 
 
-def ceiling_ms(weights: Sequence[torch.Tensor], repeats: int = 10) -> float:
-    """ms per token of `F.linear` alone at one row, weights streamed from memory."""
-    inputs = {w.shape[1]: torch.randn(1, w.shape[1], dtype=w.dtype) for w in weights}
+def ceiling_ms(weights: Sequence[torch.Tensor], repeats: int = 10, rows: int = 1) -> float:
+    """ms per step of `F.linear` alone at `rows` rows, weights streamed from memory."""
+    inputs = {w.shape[1]: torch.randn(rows, w.shape[1], dtype=w.dtype) for w in weights}
     with torch.inference_mode():
         for w in weights:  # warm-up
             F.linear(inputs[w.shape[1]], w)
@@ -102,8 +102,11 @@ def run_dtype(model_dir: Path, dtype: str, rounds: int, prompt_len: int, new_tok
             results["http_tpot_ms"].append(tpot * 1000)
             results["http_tokens"].append(count)
     med = {key: statistics.median(values) for key, values in results.items()}
+    # The large-batch side of the same ceiling, for the scaling table: output tok/s at M rows.
+    batch_ceilings = {rows: rows * 1000 / ceiling_ms(weights, 3, rows) for rows in (8, 32, 64)}
     return {
         "dtype": dtype,
+        "ceiling_tok_s_at_rows": batch_ceilings,
         "rounds": results,
         "median": med,
         "ceiling_tok_s": 1000 / med["ceiling_ms"],
@@ -137,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(rounds {', '.join(f'{r:.2f}' for r in item['round_ratios'])}); "
               f"TTFT over HTTP {m['http_ttft_ms']:.0f} ms (in-process prefill {m['prefill_ms']:.0f} ms); "
               f"TPOT over HTTP {m['http_tpot_ms']:.1f} ms vs in-process {m['decode_ms']:.1f} ms: "
-              f"HTTP overhead {item['http_overhead_ms']:.1f} ms")
+              f"HTTP overhead {item['http_overhead_ms']:.1f} ms; linear-only ceiling at 8/32/64 rows: "
+              + ", ".join(f"{v:.0f}" for v in item["ceiling_tok_s_at_rows"].values()) + " tok/s")
     return 0
 
 
