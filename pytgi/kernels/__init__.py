@@ -80,16 +80,15 @@ def _load() -> ModuleType | None:
 
 
 _loaded: ModuleType | None = None
+_tried = False  # whether _load ran: a failed build is not retried on every layer call
 
 
 def cpu_kernels() -> ModuleType | None:
     """The compiled module, or None where it cannot be used. Thread-safe; the
-    first call may compile for ~40 s. Called per layer, so the hit is lock-free."""
-    global _loaded
-    if _loaded is not None:
-        return _loaded
-    if not cpu_kernels_enabled():
-        return None
+    first call may compile for ~40 s. Called per layer, so later calls take no lock."""
+    global _loaded, _tried
+    if _tried or not cpu_kernels_enabled():
+        return _loaded if _tried else None
     with _lock:
-        _loaded = _load()
+        _loaded, _tried = _load(), True
         return _loaded

@@ -123,6 +123,7 @@ def test_linear_takes_the_kernel_for_few_rows_only(monkeypatch: pytest.MonkeyPat
 def test_disabled_kernels_fall_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTGI_CPU_KERNELS", "0")
     monkeypatch.setattr(kernels, "_loaded", None)
+    monkeypatch.setattr(kernels, "_tried", False)
     assert kernels.cpu_kernels() is None
     x, weight = torch.randn(1, 8), torch.randn(4, 8)
     torch.testing.assert_close(linear_module.linear(x, weight), F.linear(x, weight))
