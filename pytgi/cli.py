@@ -148,12 +148,15 @@ def log_compatibility_flags(config: EngineConfig) -> None:
 def serve(config: EngineConfig) -> None:
     from pytgi.engine.async_engine import AsyncEngine
     from pytgi.engine.builder import build_engine
+    from pytgi.engine.threads import run_on_passing_thread
     from pytgi.server.app import build_app
     from pytgi.server.launch import serve as serve_http
     from pytgi.server.tracing import start_tracing
 
     log_compatibility_flags(config)
-    built = build_engine(config)
+    # Loading runs torch ops; on the main thread they would leave an OpenMP
+    # pool behind next to the engine thread's (pytgi.engine.threads).
+    built = run_on_passing_thread(lambda: build_engine(config))
     engine = AsyncEngine(
         built.engine,
         built.input_processor,

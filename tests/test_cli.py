@@ -119,3 +119,40 @@ def test_compatibility_flags_and_validation_workers():
     assert config.model.tokenizer_config_path == "/x/tokenizer_config.json"
     with pytest.raises(Exception, match="`validation_workers` must be > 0"):
         parse(["--validation-workers", "0"])
+
+
+def test_serve_loads_the_model_off_the_main_thread(monkeypatch):
+    """Loading on the main thread would leave a second OpenMP pool beside the engine
+    thread's, and libgomp then lets its workers sleep between ops (engine/threads.py)."""
+    import threading
+
+    from pytgi.engine import async_engine, builder
+    from pytgi.server import app, launch
+
+    loaded_on: list[threading.Thread] = []
+
+    class Built:
+        engine = input_processor = tokenizer = model_info = limits = None
+
+    def fake_build(config):
+        loaded_on.append(threading.current_thread())
+        return Built()
+
+    class FakeAsyncEngine:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def start(self):
+            pass
+
+        def shutdown(self):
+            pass
+
+    monkeypatch.setattr(builder, "build_engine", fake_build)
+    monkeypatch.setattr(async_engine, "AsyncEngine", FakeAsyncEngine)
+    monkeypatch.setattr(app, "build_app", lambda *args, **kwargs: None)
+    monkeypatch.setattr(launch, "serve", lambda *args, **kwargs: None)
+    monkeypatch.setattr(Built, "model_info", type("Info", (), {"model_id": "m"})())
+    cli.serve(EngineConfig())
+    assert loaded_on and loaded_on[0] is not threading.main_thread()
+    assert not loaded_on[0].is_alive()

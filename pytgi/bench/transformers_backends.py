@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +120,9 @@ class BatchingBackend:
         self.window_s = window_s
         self.waiting: asyncio.Queue[Job] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        # Every generate call on one thread: a thread per call would each leave an
+        # OpenMP pool behind, and more pools than cores slow torch (pytgi.engine.threads).
+        self.generating = ThreadPoolExecutor(1, thread_name_prefix="generate")
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._serve())
@@ -126,6 +130,7 @@ class BatchingBackend:
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
+        self.generating.shutdown(wait=False, cancel_futures=True)
 
     def submit(self, job: Job) -> None:
         self.waiting.put_nowait(job)
@@ -152,7 +157,7 @@ class BatchingBackend:
                 groups.setdefault(job.sampling_key, []).append(job)
             for group in groups.values():
                 try:
-                    await asyncio.to_thread(self._generate, group)
+                    await asyncio.get_running_loop().run_in_executor(self.generating, self._generate, group)
                 except Exception as error:  # noqa: BLE001 - reported to the waiting clients
                     for job in group:
                         job.fail(error)

@@ -31,6 +31,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from pytgi.engine.threads import run_on_passing_thread
+
 MODES = ("generate", "static", "generate_batch")
 DTYPES = ("float32", "bfloat16")
 MISSING = "the transformers baseline needs transformers and torch: pip install 'pytgi[bench]'"
@@ -222,7 +224,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    model, tokenizer = load(args)
+    # As `pytgi serve` does: no OpenMP pool left on the main thread next to the
+    # generating thread's, which would make libgomp's workers sleep between ops
+    # (pytgi.engine.threads) and understate this baseline.
+    model, tokenizer = run_on_passing_thread(lambda: load(args))
     pad_id = next(iter(sorted(eos_ids_of(model, tokenizer))), 0) if tokenizer.pad_token_id is None \
         else int(tokenizer.pad_token_id)
     served = Served(name=args.model_dir.name, tokenizer=tokenizer, backend=make_backend(args, model, pad_id),
