@@ -98,16 +98,19 @@ def prefill_attention(
             logit_softcap=logit_softcap,
         )
         return capped.transpose(0, 1)
+    # A batch dimension of 1 matters: torch's CPU flash kernel only takes 4-D
+    # inputs, and 3-D ones fall to the math path, 6-10x slower at 640 tokens
+    # (docs/profile.md).
     out = F.scaled_dot_product_attention(
-        query.transpose(0, 1),  # [heads, query_len, dim]
-        key.transpose(0, 1),  # [kv_heads, context_len, dim]
-        value.transpose(0, 1),
+        query.transpose(0, 1)[None],  # [1, heads, query_len, dim]
+        key.transpose(0, 1)[None],  # [1, kv_heads, context_len, dim]
+        value.transpose(0, 1)[None],
         attn_mask=mask,
         is_causal=mask is None,
         scale=scale,
         enable_gqa=True,
     )
-    return out.transpose(0, 1)
+    return out[0].transpose(0, 1)
 
 
 def decode_attention(
