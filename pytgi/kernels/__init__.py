@@ -20,7 +20,7 @@ from pytgi import envs
 
 logger = logging.getLogger(__name__)
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("paged_decode.cpp", "small_batch_linear.cpp"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("paged_decode.cpp", "small_batch_linear.cpp", "row_ops.cpp"))
 # -march=native: the kernel is built on the machine that runs it. The fast-math
 # subset lets the compiler vectorize float reductions, and keeps inf/NaN semantics.
 CFLAGS = (

@@ -40,4 +40,6 @@ def get_activation(name: str) -> Activation:
 def silu_and_mul(gate_up: torch.Tensor) -> torch.Tensor:
     """SwiGLU on a fused [..., 2 * intermediate] gate/up output -> [..., intermediate]."""
     gate, up = gate_up.chunk(2, dim=-1)
-    return F.silu(gate) * up
+    # In place on silu's fresh output: one allocation fewer, the same roundings,
+    # and 1.2 ms instead of 3.2 ms at [1024, 3072] in bf16 (docs/profile.md).
+    return F.silu(gate).mul_(up)

@@ -185,7 +185,7 @@ def gated(hidden_act: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
     def act_and_mul(gate_up: torch.Tensor) -> torch.Tensor:
         gate, up = gate_up.chunk(2, dim=-1)
-        return act(gate) * up
+        return act(gate).mul_(up)
 
     return act_and_mul
 
