@@ -6,7 +6,7 @@ OpenMP threads than CPUs (model loading on the main thread, steps on the engine
 thread: two pools on a 2-core machine), libgomp cuts each idle worker's busy
 wait from 300,000 spins to 100, so between two small ops every worker falls
 asleep and must be woken by a futex call. A decode step runs hundreds of small
-parallel regions; on this project's 2-core machine that cost 9-12 ms per step
+parallel regions; on this project's 2-core machine that cost about 9 ms per step
 at batch 1 (docs/profile.md). A thread's pool goes when the thread ends, so
 work done before the engine loop starts runs on a thread that then exits.
 """
