@@ -9,7 +9,7 @@ from torch import nn
 from pytgi.kernels import cpu_kernels
 
 # The dtypes pytgi's one-pass RMSNorm kernel takes (pytgi/kernels/row_ops.cpp).
-KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+RMS_NORM_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
 
 class RMSNorm(nn.Module):
@@ -22,7 +22,12 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim, dtype=dtype), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.dtype in KERNEL_DTYPES and x.dtype == self.weight.dtype and x.is_contiguous():
+        if (
+            x.device.type == "cpu"
+            and x.dtype in RMS_NORM_KERNEL_DTYPES
+            and x.dtype == self.weight.dtype
+            and x.is_contiguous()
+        ):
             kernels = cpu_kernels()
             if kernels is not None:
                 rows = kernels.rms_norm(x.reshape(-1, x.shape[-1]), self.weight, self.eps)
