@@ -20,7 +20,11 @@ from pytgi import envs
 
 logger = logging.getLogger(__name__)
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("paged_decode.cpp", "small_batch_linear.cpp", "row_ops.cpp"))
+SOURCES = tuple(
+    Path(__file__).with_name(name)
+    for name in ("paged_decode.cpp", "small_batch_linear.cpp", "row_ops.cpp", "decode_stack.cpp")
+)
+HEADERS = (Path(__file__).with_name("bf16.h"),)
 # -march=native: the kernel is built on the machine that runs it. The fast-math
 # subset lets the compiler vectorize float reductions, and keeps inf/NaN semantics.
 CFLAGS = (
@@ -42,9 +46,15 @@ def cpu_kernels_enabled() -> bool:
     return (envs.get("PYTGI_CPU_KERNELS") or "1").lower() not in ("0", "false", "no", "off")
 
 
+def fused_decode_enabled() -> bool:
+    """Whether Llama-family decode steps run as one compiled call
+    (models/fused_decode.py); off with PYTGI_FUSED_DECODE=0, for A/B runs."""
+    return (envs.get("PYTGI_FUSED_DECODE") or "1").lower() not in ("0", "false", "no", "off")
+
+
 def build_id() -> str:
     """Changes with the source, the flags and the CPU (the build is -march=native)."""
-    digest = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES))
+    digest = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES + HEADERS))
     digest.update(" ".join(CFLAGS + LDFLAGS).encode())
     digest.update(_cpu_signature().encode())
     return digest.hexdigest()[:12]

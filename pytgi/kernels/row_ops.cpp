@@ -11,24 +11,13 @@
 #include <cmath>
 #include <cstdint>
 
+#include "bf16.h"
+
 namespace {
 
-inline float load(float value) { return value; }
-inline float load(c10::BFloat16 value) { return __builtin_bit_cast(float, static_cast<uint32_t>(value.x) << 16); }
-
-// Round to nearest even, as torch's float -> bfloat16 conversion does (NaN stays NaN).
-inline float round_to(float value, const c10::BFloat16*) {
-  uint32_t bits = __builtin_bit_cast(uint32_t, value);
-  if (std::isnan(value)) return value;
-  bits += 0x7FFFu + ((bits >> 16) & 1u);
-  return __builtin_bit_cast(float, bits & 0xFFFF0000u);
-}
-inline float round_to(float value, const float*) { return value; }
-
-inline void store(float* out, float value) { *out = value; }
-inline void store(c10::BFloat16* out, float value) {
-  out->x = static_cast<uint16_t>(__builtin_bit_cast(uint32_t, value) >> 16);  // value is already rounded
-}
+using pytgi::load;
+using pytgi::round_to;
+using pytgi::store;
 
 // Rows per task: enough work per thread that a 1-row call runs inline.
 constexpr int64_t kGrainElements = 16384;

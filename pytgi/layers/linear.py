@@ -16,12 +16,16 @@ from torch import nn
 
 from pytgi.kernels import cpu_kernels
 
-# Up to this many rows, a CPU linear layer is a weight-streaming matrix-vector
-# product, where pytgi's kernel moves bf16 weights 1.5x faster than torch
-# (docs/profile.md); above it torch's GEMM is compute-bound and better. In
-# float32 torch's own GEMV streams as fast or faster, so it keeps that dtype.
-SMALL_BATCH_ROWS = 2
-KERNEL_DTYPES = (torch.bfloat16,)
+# Up to this many rows, by dtype, a CPU linear layer is a weight-streaming
+# matrix-vector product where pytgi's kernel beats torch: bf16 weights stream
+# 1.5x faster; float32 ones 0-13 % faster at one row and no faster at two
+# (docs/profile.md). Above it torch's GEMM is compute-bound and better.
+SMALL_BATCH_ROWS: dict[torch.dtype, int] = {torch.bfloat16: 2, torch.float32: 1}
+
+
+def small_batch_rows(dtype: torch.dtype) -> int:
+    """Rows up to which `linear` takes the small-batch kernel in `dtype` (0: never)."""
+    return SMALL_BATCH_ROWS.get(dtype, 0)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -30,8 +34,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if (
         x.device.type == "cpu"
         and x.dim() == 2
-        and x.shape[0] <= SMALL_BATCH_ROWS
-        and x.dtype in KERNEL_DTYPES
+        and x.shape[0] <= small_batch_rows(x.dtype)
         and weight.dtype == x.dtype
         and weight.is_contiguous()
     ):

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 import torch
 from torch import nn
 
 from pytgi.layers.activation import get_activation, silu_and_mul
 from pytgi.layers.attention import Attention, AttentionBackend, AttentionMetadata, LayerKVCache
+from pytgi.layers.attention_backends.batched import BatchedBackend
 from pytgi.layers.embedding import Embedding, LMHead
 from pytgi.layers.linear import Linear
 from pytgi.layers.norm import RMSNorm
 from pytgi.layers.rotary import RopeConfig, RotaryEmbedding, apply_rotary, rope_config_from_hf
+from pytgi.models.fused_decode import FusedDecode
 from pytgi.models.interface import KVLayout, ModelShape
 from pytgi.models.loading import WeightTarget, load_checkpoint
 
@@ -232,6 +234,8 @@ class LlamaModel(nn.Module):
         self.rotary = RotaryEmbedding(args.rope)
         self.layers = nn.ModuleList([self.layer_cls(args, i, dtype, backend) for i in range(args.num_layers)])
         self.norm = self.norm_cls(args.hidden_size, args.rms_norm_eps, dtype=dtype)
+        fusable_layers = [layer for layer in self.layers if fusable(layer)]
+        self.fused_decode = FusedDecode(fusable_layers) if len(fusable_layers) == args.num_layers else None
 
     def forward(
         self,
@@ -242,9 +246,26 @@ class LlamaModel(nn.Module):
     ) -> torch.Tensor:
         hidden = self.embed_tokens(token_ids)  # [num_tokens, hidden]
         cos, sin = self.rotary.cos_sin(positions, hidden.dtype)  # [num_tokens, head_dim // 2]
+        if self.fused_decode is not None and self.fused_decode.applies(hidden, meta):
+            return self.norm(self.fused_decode.forward(hidden, cos, sin, meta, kv_caches))
         for layer, cache in zip(self.layers, kv_caches, strict=True):
             hidden = layer(hidden, cos, sin, meta, cache)
         return self.norm(hidden)
+
+
+def fusable(layer: nn.Module) -> TypeGuard[LlamaDecoderLayer]:
+    """Whether `layer` is exactly the layer above (no family's override), on the
+    default attention backend: the one models/fused_decode.py runs compiled."""
+    return (
+        type(layer) is LlamaDecoderLayer
+        and type(layer.self_attn) is LlamaAttention
+        and type(layer.mlp) is LlamaMLP
+        and type(layer.input_layernorm) is RMSNorm
+        and type(layer.post_attention_layernorm) is RMSNorm
+        and layer.mlp.act_and_mul is silu_and_mul
+        and layer.self_attn.attn.logit_softcap is None
+        and type(layer.self_attn.attn.backend) is BatchedBackend
+    )
 
 
 class LlamaForCausalLM(nn.Module):

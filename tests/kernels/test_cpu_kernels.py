@@ -20,7 +20,9 @@ pytestmark = pytest.mark.skipif(kernels.cpu_kernels() is None, reason="the CPU k
 TOLERANCE = {torch.float32: 2e-5, torch.bfloat16: 2e-2}
 
 
-def decode_chunks(rng: random.Random, num_rows: int, block_size: int, num_blocks: int) -> list[ScheduledChunk]:
+def decode_chunks(
+    rng: random.Random, num_rows: int, block_size: int, num_blocks: int
+) -> list[ScheduledChunk]:
     free = list(range(num_blocks))
     rng.shuffle(free)
     chunks = []
@@ -105,7 +107,9 @@ def test_linear_takes_the_kernel_for_few_rows_only(monkeypatch: pytest.MonkeyPat
     real = kernels.cpu_kernels()
 
     class Spy:
-        def small_batch_linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        def small_batch_linear(
+            self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+        ) -> torch.Tensor:
             calls.append(x.shape[0])
             return real.small_batch_linear(x, weight, bias)
 
@@ -115,9 +119,15 @@ def test_linear_takes_the_kernel_for_few_rows_only(monkeypatch: pytest.MonkeyPat
         x = torch.randn(rows, 8).bfloat16()
         torch.testing.assert_close(linear_module.linear(x, weight), F.linear(x, weight), atol=2e-2, rtol=2e-2)
     assert calls == [1, 2]
-    linear_module.linear(torch.randn(1, 8).bfloat16(), weight.t().contiguous().t())  # a transposed view: torch path
-    linear_module.linear(torch.randn(1, 8), weight.float())  # float32: torch's GEMV streams as fast
+    linear_module.linear(
+        torch.randn(1, 8).bfloat16(), weight.t().contiguous().t()
+    )  # a transposed view: torch path
     assert calls == [1, 2]
+    # float32: one row only (at two, torch's GEMM streams as fast); float16: never.
+    for rows in (1, 2):
+        linear_module.linear(torch.randn(rows, 8), weight.float())
+    linear_module.linear(torch.randn(1, 8).half(), weight.half())
+    assert calls == [1, 2, 1]
 
 
 def test_disabled_kernels_fall_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -84,7 +84,11 @@ class InProcessDemo:
 @contextmanager
 def in_process_demo() -> Iterator[InProcessDemo]:
     config = EngineConfig(
-        model=ModelConfig(device="cpu"),
+        # float32: a request's greedy tokens must not depend on what it was batched
+        # with. In bfloat16 they can, tens of tokens in: a step of 1-2 rows takes
+        # pytgi's linear kernel, more take torch's GEMM, and their roundings
+        # differ by whole bf16 steps (in float32, by ulps).
+        model=ModelConfig(device="cpu", dtype="float32"),
         cache=CacheConfig(max_batch_total_tokens=KV_CACHE_TOKENS),
         scheduler=SchedulerConfig(max_batch_size=MAX_BATCH_SIZE),
         limits=LimitsConfig(max_total_tokens=MAX_TOTAL_TOKENS, max_concurrent_requests=16),

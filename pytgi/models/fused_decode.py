@@ -1,0 +1,105 @@
+"""Decode steps of a Llama-family model on the CPU in one compiled call.
+
+From Python a decode layer is ~25 small torch ops around its four linear
+layers, each paying 4-15 us of dispatch and interpreter time: at batch 1 that
+was ~15 ms a step on top of ~25-30 ms of streaming the weights
+(docs/profile.md). pytgi/kernels/decode_stack.cpp runs every layer of a pure
+decode step without coming back to Python, with the same kernels and the same
+roundings; embedding, final norm and LM head stay here. Steps with a prefill
+chunk, other devices, and layers that are not exactly models/llama.py's take
+the module path. `PYTGI_FUSED_DECODE=0` turns it off (for A/B measurements).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from pytgi.kernels import cpu_kernels, fused_decode_enabled
+from pytgi.layers.attention import AttentionMetadata, LayerKVCache
+from pytgi.layers.linear import small_batch_rows
+
+if TYPE_CHECKING:
+    from pytgi.models.llama import LlamaDecoderLayer
+
+FUSED_DTYPES = (torch.float32, torch.bfloat16)
+
+
+class FusedDecode:
+    """The compiled layer stack of one model, built on first use for the KV
+    cache it is called with (and again if that cache changes)."""
+
+    def __init__(self, layers: Sequence[LlamaDecoderLayer]) -> None:
+        self._layers = tuple(layers)
+        self._stack: Any = None  # the extension's DecodeStack
+        self._kv_caches: Sequence[LayerKVCache] | None = None
+
+    def applies(self, hidden: torch.Tensor, meta: AttentionMetadata) -> bool:
+        """A pure decode step on the CPU, in a dtype the kernels take."""
+        return (
+            not meta.prefill_chunk_ids
+            and hidden.device.type == "cpu"
+            and hidden.dtype in FUSED_DTYPES
+            and fused_decode_enabled()
+            and cpu_kernels() is not None
+        )
+
+    def forward(
+        self,
+        hidden: torch.Tensor,  # [num_decode, hidden]: the embedded tokens
+        cos: torch.Tensor,  # [num_decode, rotary_dim // 2]
+        sin: torch.Tensor,
+        meta: AttentionMetadata,
+        kv_caches: Sequence[LayerKVCache],
+    ) -> torch.Tensor:
+        """The last layer's output [num_decode, hidden], before the final norm."""
+        if self._kv_caches is not kv_caches:
+            self._stack = self._build(kv_caches, hidden.dtype)
+            self._kv_caches = kv_caches
+        return self._stack.forward(
+            hidden.contiguous(),
+            cos.contiguous(),
+            sin.contiguous(),
+            meta.slot_mapping,
+            meta.decode_block_tables,
+            meta.decode_context_lens,
+        )
+
+    def _build(self, kv_caches: Sequence[LayerKVCache], dtype: torch.dtype) -> Any:
+        kernels = cpu_kernels()
+        assert kernels is not None  # applies() said so
+        first = self._layers[0].self_attn
+        tensors = [layer_tensors(layer, cache) for layer, cache in zip(self._layers, kv_caches, strict=True)]
+        windows = [layer.self_attn.attn.sliding_window or 0 for layer in self._layers]
+        return kernels.DecodeStack(
+            tensors,
+            windows,
+            first.num_heads,
+            first.num_kv_heads,
+            first.head_dim,
+            first.rotary_dim,
+            self._layers[0].input_layernorm.eps,
+            first.attn.scale,
+            small_batch_rows(dtype),
+        )
+
+
+def layer_tensors(layer: LlamaDecoderLayer, cache: LayerKVCache) -> list[torch.Tensor | None]:
+    """One layer's tensors in the order decode_stack.cpp's `Slot` lists them."""
+    attn, mlp = layer.self_attn, layer.mlp
+    return [
+        layer.input_layernorm.weight,
+        attn.qkv_proj.weight,
+        attn.qkv_proj.bias,
+        attn.o_proj.weight,
+        attn.o_proj.bias,
+        layer.post_attention_layernorm.weight,
+        mlp.gate_up_proj.weight,
+        mlp.gate_up_proj.bias,
+        mlp.down_proj.weight,
+        mlp.down_proj.bias,
+        cache.key,
+        cache.value,
+    ]

@@ -1,0 +1,156 @@
+"""The compiled decode stack against the module path it replaces: the same
+tokens and (near) the same logits, for every Llama-family variant it takes, at
+one row (the small-batch kernel) and at several (torch's GEMM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from executor_helpers import BLOCK_SIZE, LogitsRecorder, TinyDriver, save_tiny_model
+
+from pytgi import kernels
+from pytgi.executor.model_runner import ModelRunner, create_model_runner
+from pytgi.models import fused_decode, llama
+
+pytestmark = pytest.mark.skipif(kernels.cpu_kernels() is None, reason="the CPU kernels could not be built")
+
+PROMPTS = [list(range(3, 20)), [7, 100, 42, 9, 250, 31, 8, 2, 77, 15, 61], [5, 6, 200, 13, 13, 90, 1]]
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "llama": ("llama", {}),
+    "llama_bias_head_dim": ("llama", {"head_dim": 32, "attention_bias": True, "mlp_bias": True}),
+    "mistral_window": ("mistral", {"sliding_window": 8}),
+    "qwen2": ("qwen2", {}),
+}
+PHI3_PARTIAL_ROTARY: dict[str, Any] = {  # RoPE on 8 of each head's 16 channels
+    "vocab_size": 256,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "pad_token_id": 0,
+    "partial_rotary_factor": 0.5,
+}
+
+
+def save_variant(variant: str, folder: Path) -> None:
+    if variant == "phi3_partial_rotary":
+        import transformers
+
+        torch.manual_seed(0)
+        config = transformers.Phi3Config(**PHI3_PARTIAL_ROTARY)
+        transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder, safe_serialization=True)
+        return
+    kind, overrides = VARIANTS[variant]
+    save_tiny_model(kind, folder, **overrides)
+
+
+def runner(folder: Path, dtype: str, backend: str = "batched") -> ModelRunner:
+    return create_model_runner(
+        folder,
+        dtype=dtype,
+        device="cpu",
+        block_size=BLOCK_SIZE,
+        max_batch_total_tokens=1024,
+        kv_cache_memory_fraction=0.1,
+        max_num_batched_tokens=512,
+        attention_backend=backend,
+    )
+
+
+def generate(
+    folder: Path, dtype: str, num_prompts: int, fused: bool, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, list[int]], list[torch.Tensor], int]:
+    """(tokens, logits of every sampling step, fused steps) for 12 new tokens."""
+    monkeypatch.setenv("PYTGI_FUSED_DECODE", "1" if fused else "0")
+    model_runner = runner(folder, dtype)
+    recorder = LogitsRecorder(model_runner)
+    fused_steps: list[int] = []
+    stack = model_runner.model.model.fused_decode  # type: ignore[union-attr]
+    original = stack.forward
+
+    def counted(*args: Any) -> torch.Tensor:
+        fused_steps.append(args[0].shape[0])
+        return original(*args)
+
+    stack.forward = counted
+    driver = TinyDriver(model_runner)
+    for i, prompt in enumerate(PROMPTS[:num_prompts]):
+        driver.add(f"r{i}", prompt)
+    tokens = driver.generate(12)
+    return tokens, recorder.calls, len(fused_steps)
+
+
+@pytest.mark.parametrize("variant", [*sorted(VARIANTS), "phi3_partial_rotary"])
+@pytest.mark.parametrize("num_prompts", [1, 3])
+def test_fused_decode_matches_the_module_path_in_float32(
+    variant: str, num_prompts: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_variant(variant, tmp_path)
+    tokens, logits, fused_steps = generate(tmp_path, "float32", num_prompts, True, monkeypatch)
+    ref_tokens, ref_logits, ref_fused_steps = generate(tmp_path, "float32", num_prompts, False, monkeypatch)
+    assert fused_steps == 11 and ref_fused_steps == 0  # every step after the prefill
+    assert tokens == ref_tokens
+    for got, expected in zip(logits, ref_logits, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("num_prompts", [1, 3])
+def test_fused_decode_keeps_the_bfloat16_roundings(
+    num_prompts: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_tiny_model("qwen2", tmp_path)
+    tokens, logits, fused_steps = generate(tmp_path, "bfloat16", num_prompts, True, monkeypatch)
+    ref_tokens, ref_logits, _ = generate(tmp_path, "bfloat16", num_prompts, False, monkeypatch)
+    assert fused_steps == 11
+    assert tokens == ref_tokens
+    for got, expected in zip(logits, ref_logits, strict=True):
+        torch.testing.assert_close(got, expected, atol=2e-2, rtol=2e-2)
+
+
+def test_only_the_plain_llama_layer_on_the_default_backend_is_fused(tmp_path: Path) -> None:
+    save_tiny_model("llama", tmp_path)
+    assert runner(tmp_path, "float32").model.model.fused_decode is not None  # type: ignore[union-attr]
+    assert runner(tmp_path, "float32", backend="reference").model.model.fused_decode is None  # type: ignore[union-attr]
+
+    class OtherLayer(llama.LlamaDecoderLayer):
+        pass
+
+    layer = runner(tmp_path, "float32").model.model.layers[0]  # type: ignore[union-attr,index]
+    assert llama.fusable(layer)
+    layer.__class__ = OtherLayer
+    assert not llama.fusable(layer)
+
+
+def test_prefill_steps_and_other_dtypes_take_the_module_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_tiny_model("llama", tmp_path)
+    model_runner = runner(tmp_path, "float32")
+    calls: list[int] = []
+    model_runner.model.model.fused_decode.forward = lambda *args: calls.append(1)  # type: ignore[union-attr]
+    driver = TinyDriver(model_runner)
+    driver.add("a", PROMPTS[0])
+    driver.step(chunk_size=5)  # a prefill chunk
+    assert calls == []
+    decode_only, with_prefill = SimpleNamespace(prefill_chunk_ids=()), SimpleNamespace(prefill_chunk_ids=(0,))
+    stack = fused_decode.FusedDecode([])
+    assert stack.applies(torch.zeros(1, 8), decode_only)  # type: ignore[arg-type]
+    assert not stack.applies(torch.zeros(1, 8), with_prefill)  # type: ignore[arg-type]
+    assert not stack.applies(torch.zeros(1, 8, dtype=torch.float16), decode_only)  # type: ignore[arg-type]
+    monkeypatch.setenv("PYTGI_FUSED_DECODE", "0")
+    assert not stack.applies(torch.zeros(1, 8), decode_only)  # type: ignore[arg-type]
+
+
+def test_decode_stack_refuses_inputs_it_cannot_take() -> None:
+    module = kernels.cpu_kernels()
+    with pytest.raises(RuntimeError, match="one window per layer"):
+        module.DecodeStack([], [0], 4, 2, 16, 16, 1e-6, 0.25, 1)
+    with pytest.raises(RuntimeError, match="12 tensors"):
+        module.DecodeStack([[torch.zeros(4)]], [0], 4, 2, 16, 16, 1e-6, 0.25, 1)
+    with pytest.raises(RuntimeError, match="rotary_dim"):
+        module.DecodeStack([], [], 4, 2, 16, 15, 1e-6, 0.25, 1)
