@@ -29,6 +29,7 @@ class BenchCliOptions:
     output_len: int | None
     range_ratio: float
     prefix_len: int
+    prefix_groups: int
     dataset: Path | None
     seed: int
     compare_urls: tuple[str, ...]
@@ -87,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     work.add_argument("--range-ratio", type=float, default=0.0,
                       help="lengths uniform in len*(1-r)..len*(1+r) (default 0: fixed)")
     work.add_argument("--prefix-len", type=int, default=512, help="shared prefix tokens, prefix scenario")
+    work.add_argument("--prefix-groups", type=int, default=1,
+                      help="distinct shared prefixes, prefix scenario: request i of each pass uses prefix "
+                           "i mod N (default 1: one prefix for all; N = concurrency: no two requests of a "
+                           "pass share one, so every cold request computes its own)")
     work.add_argument("--dataset", type=Path, help="ShareGPT-style JSON file of prompts")
     work.add_argument("--seed", type=int, default=0)
     compare = parser.add_argument_group("Comparison (interleaved A B A B, per-pair ratios)")
@@ -123,7 +128,7 @@ def parse_bench_options(argv: Sequence[str]) -> BenchCliOptions:
         parser.error("--compare needs a baseline: --compare-url URL or --compare-cmd COMMAND")
     if args.pairs < MIN_COMPARE_PAIRS:
         parser.error(f"--pairs must be at least {MIN_COMPARE_PAIRS}, got {args.pairs}")
-    for name in ("input_len", "prefix_len", "warmup"):
+    for name in ("input_len", "prefix_len", "prefix_groups", "warmup"):
         if getattr(args, name) < (0 if name == "warmup" else 1):
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.output_len is not None and args.output_len < 1:
@@ -137,6 +142,7 @@ def parse_bench_options(argv: Sequence[str]) -> BenchCliOptions:
         tokenizer=args.tokenizer, scenarios=scenarios, concurrency=args.concurrency,
         request_rate=args.request_rate, num_requests=args.num_requests, input_len=args.input_len,
         output_len=args.output_len, range_ratio=args.range_ratio, prefix_len=args.prefix_len,
+        prefix_groups=args.prefix_groups,
         dataset=args.dataset, seed=args.seed, compare_urls=tuple(args.compare_url),
         compare_cmds=tuple(args.compare_cmd), num_pairs=args.pairs, repeat_noisy=args.repeat_noisy,
         idle_window_s=args.idle_window_s, max_idle_wait_s=args.max_idle_wait_s,

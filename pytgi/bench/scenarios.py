@@ -7,6 +7,11 @@
   while others decode and long prompts go through chunked prefill.
 - prefix: every prompt is one shared `--prefix-len` prefix plus its own suffix;
   a cold pass (prefix never seen) then a warm pass (same prefix, new suffixes).
+  With `--prefix-groups N`, request i of each pass uses prefix i mod N: with N
+  equal to the concurrency no two requests of a pass share a prefix, so a
+  server that reuses a prefix computed earlier in the same pass cannot make
+  cold requests warm (with one group, all but the first few cold requests
+  usually find the prefix already cached).
 
 Run `index` (pair k of a comparison) gets its own prompts, so a server's prefix
 cache never carries one run into the next; both sides of a pair get the same ones.
@@ -105,10 +110,13 @@ class WorkloadBuilder:
     def _prefix(self, level: Level, rng: random.Random) -> list[Phase]:
         o = self._options
         num = o.num_requests or level.concurrency
-        prefix = shared_prefix(self._text, o.prefix_len, rng)
+        prefixes = [shared_prefix(self._text, o.prefix_len, rng) for _ in range(o.prefix_groups)]
         phases = []
         for name in ("cold", "warm"):
             lengths = [(spread(rng, o.input_len, o.range_ratio), o.output_len or DEFAULT_OUTPUT_LEN)
                        for _ in range(num)]
-            phases.append(Phase(name, tuple(corpus_prompts(self._text, lengths, rng, prefix, o.prefix_len))))
+            requests = [request for i, length in enumerate(lengths)
+                        for request in corpus_prompts(self._text, [length], rng, prefixes[i % len(prefixes)],
+                                                      o.prefix_len)]
+            phases.append(Phase(name, tuple(requests)))
         return phases

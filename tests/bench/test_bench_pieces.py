@@ -40,6 +40,19 @@ def test_workload_is_seeded_and_exact_in_words():
     assert all(r.prompt.split()[:20] == prefix and r.num_prompt_tokens == 32 for r in cold.requests + warm.requests)
 
 
+def test_prefix_groups_give_request_i_prefix_i_mod_n_in_both_passes():
+    options = parse_bench_options(["--scenario", "prefix", "--input-len", "6", "--output-len", "3",
+                                   "--prefix-len", "20", "--prefix-groups", "2"])
+    text = tokenize_reference(SpanSource(None, None), 1000)
+    cold, warm = WorkloadBuilder(options, text, SpanSource(None, None), None).phases(Level("prefix", 4, None), 0)
+    heads = [[r.prompt.split()[:20] for r in phase.requests] for phase in (cold, warm)]
+    for phase_heads in heads:
+        assert phase_heads[0] == phase_heads[2] != phase_heads[1] == phase_heads[3]
+    assert heads[0] == heads[1]  # the warm pass reuses the cold pass's prefixes
+    with pytest.raises(SystemExit):
+        parse_bench_options(["--prefix-groups", "0"])
+
+
 def test_sharegpt_loading_skips_incomplete_conversations(tmp_path):
     path = tmp_path / "d.json"
     path.write_text('[{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a b"}]},'
