@@ -2,13 +2,21 @@
 // request's cached keys/values, read in place from the paged cache through the
 // block table. No gathered copy, no padding: work is proportional to each row's
 // own context length. Scores, softmax and the weighted sum run in float32.
+//
+// With AVX-512, head sizes 64 and 128 and no soft-cap (the common case) take
+// `attend_registers`: the queries of a few heads, then their output sums, stay
+// in registers while the keys and values stream past, and the softmax's exp is
+// vectorized. The generic loop handles the rest.
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
+
+#include "bf16.h"
 
 namespace {
 
@@ -24,6 +32,117 @@ inline void load_row<c10::BFloat16>(const c10::BFloat16* src, float* dst, int64_
   const uint16_t* bits = reinterpret_cast<const uint16_t*>(src);
   for (int64_t d = 0; d < dim; ++d) dst[d] = __builtin_bit_cast(float, static_cast<uint32_t>(bits[d]) << 16);
 }
+
+#if defined(__AVX512F__)
+using pytgi::load16;
+
+// e^x for x <= 0 (softmax inputs after the max is taken out), to ~2 ulp:
+// x = n ln2 + r with |r| <= ln2 / 2, e^r by its degree-6 Taylor-like minimax
+// polynomial (Cephes' expf coefficients), scaled by 2^n.
+inline __m512 exp_nonpositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.f));  // e^-104 is 0 in float32 after scaling
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);  // ln2 in two parts
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
+
+// scores[0 .. span) <- softmax(scores), in place.
+inline void softmax_in_place(float* scores, int64_t span) {
+  __m512 top = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t i = 0; i < span; i += 16)
+    top = _mm512_max_ps(top, _mm512_mask_loadu_ps(top, tail_mask(span - i), scores + i));
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+  __m512 total = _mm512_setzero_ps();
+  for (int64_t i = 0; i < span; i += 16) {
+    const __mmask16 k = tail_mask(span - i);
+    const __m512 e = _mm512_maskz_mov_ps(k, exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, scores + i), m)));
+    _mm512_mask_storeu_ps(scores + i, k, e);
+    total = _mm512_add_ps(total, e);
+  }
+  const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(total));
+  for (int64_t i = 0; i < span; i += 16) {
+    const __mmask16 k = tail_mask(span - i);
+    _mm512_mask_storeu_ps(scores + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, scores + i), inv));
+  }
+}
+
+// Calls visit(p, offset of position p's row in the cache) for p = first .. len - 1,
+// one block at a time: no division per position.
+template <typename Visit>
+inline void for_each_position(const int64_t* table, int64_t block_size, int64_t token_stride, int64_t first,
+                              int64_t len, Visit&& visit) {
+  int64_t p = first;
+  while (p < len) {
+    const int64_t block = p / block_size, in_block = p % block_size;
+    const int64_t count = std::min(block_size - in_block, len - p);
+    const int64_t base = (table[block] * block_size + in_block) * token_stride;
+    for (int64_t i = 0; i < count; ++i) visit(p + i, base + i * token_stride);
+    p += count;
+  }
+}
+
+// One row's query heads q [group, kDim] (one KV head's group) over positions
+// first .. len - 1, into out [group, kDim]. kChunk heads at a time: a head's
+// scaled query (kDim / 16 registers) while its scores are computed, then the
+// chunk's output sums (kChunk * kDim / 16 registers) while the values stream
+// past. `scores` holds group * span floats.
+template <typename T, int64_t kDim>
+void attend_registers(const T* q, const T* kc, const T* vc, const int64_t* table, int64_t block_size,
+                      int64_t token_stride, int64_t h, int64_t first, int64_t len, int64_t group, float scale,
+                      float* scores, T* out) {
+  constexpr int64_t kVectors = kDim / 16;
+  constexpr int64_t kChunk = 16 / kVectors;
+  const int64_t span = len - first;
+  const T* keys = kc + h * kDim;
+  const T* values = vc + h * kDim;
+  for (int64_t g0 = 0; g0 < group; g0 += kChunk) {
+    const int64_t heads = std::min(kChunk, group - g0);
+    for (int64_t g = 0; g < heads; ++g) {
+      __m512 qv[kVectors];
+      for (int64_t v = 0; v < kVectors; ++v)
+        qv[v] = _mm512_mul_ps(load16(q + (g0 + g) * kDim + v * 16, 16), _mm512_set1_ps(scale));
+      float* sg = scores + g * span - first;
+      for_each_position(table, block_size, token_stride, first, len, [&](int64_t p, int64_t at) {
+        const T* kp = keys + at;
+        __m512 dot = _mm512_mul_ps(qv[0], load16(kp, 16));
+        for (int64_t v = 1; v < kVectors; ++v) dot = _mm512_fmadd_ps(qv[v], load16(kp + v * 16, 16), dot);
+        sg[p] = _mm512_reduce_add_ps(dot);
+      });
+      softmax_in_place(sg + first, span);
+    }
+    __m512 acc[kChunk][kVectors];
+    for (int64_t g = 0; g < kChunk; ++g)
+      for (int64_t v = 0; v < kVectors; ++v) acc[g][v] = _mm512_setzero_ps();
+    for_each_position(table, block_size, token_stride, first, len, [&](int64_t p, int64_t at) {
+      const T* vp = values + at;
+      __m512 row[kVectors];
+      for (int64_t v = 0; v < kVectors; ++v) row[v] = load16(vp + v * 16, 16);
+      for (int64_t g = 0; g < kChunk; ++g) {
+        if (g >= heads) break;
+        const __m512 w = _mm512_set1_ps(scores[g * span + (p - first)]);
+        for (int64_t v = 0; v < kVectors; ++v) acc[g][v] = _mm512_fmadd_ps(w, row[v], acc[g][v]);
+      }
+    });
+    for (int64_t g = 0; g < heads; ++g) {
+      T* o = out + (g0 + g) * kDim;
+      alignas(64) float sums[kDim];
+      for (int64_t v = 0; v < kVectors; ++v) _mm512_store_ps(sums + v * 16, acc[g][v]);
+      for (int64_t d = 0; d < kDim; ++d) o[d] = static_cast<T>(sums[d]);
+    }
+  }
+}
+#endif
 
 template <typename T, int64_t kDim>
 void decode_rows(const at::Tensor& query,         // [rows, heads, dim]
@@ -58,6 +177,16 @@ void decode_rows(const at::Tensor& query,         // [rows, heads, dim]
         continue;
       }
       scores.assign(group * span, 0.f);
+#if defined(__AVX512F__)
+      if constexpr ((kDim == 64 || kDim == 128) && (std::is_same_v<T, float> || std::is_same_v<T, c10::BFloat16>)) {
+        if (cap == 0.f) {
+          attend_registers<T, kDim>(q + (r * heads + h * group) * dim, kc, vc, tables + r * max_blocks, block_size,
+                                    token_stride, h, first, len, group, fscale, scores.data(),
+                                    o + (r * heads + h * group) * dim);
+          continue;
+        }
+      }
+#endif
       for (int64_t j = 0; j < group * dim; ++j)
         qf[j] = static_cast<float>(q[(r * heads + h * group) * dim + j]) * fscale;
       const int64_t* table = tables + r * max_blocks;

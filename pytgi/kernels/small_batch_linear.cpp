@@ -10,9 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "bf16.h"
 
 namespace {
 
@@ -31,14 +29,7 @@ inline float to_float<c10::BFloat16>(c10::BFloat16 value) {
 constexpr int64_t kBlock = 4;
 
 #if defined(__AVX512F__)
-inline __m512 load16(const float* p, int64_t left) {
-  return left >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps((__mmask16)((1u << left) - 1), p);
-}
-inline __m512 load16(const c10::BFloat16* p, int64_t left) {
-  const __m256i raw = left >= 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
-                                 : _mm256_maskz_loadu_epi16((__mmask16)((1u << left) - 1), p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-}
+using pytgi::load16;
 
 template <typename T>
 inline void dot_block(const T* w, const float* x, int64_t in, float* out) {

@@ -35,7 +35,10 @@ def decode_chunks(
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
-    ("num_heads", "num_kv_heads", "head_dim"), [(9, 3, 64), (4, 4, 128), (8, 2, 80), (2, 1, 16)]
+    ("num_heads", "num_kv_heads", "head_dim"),
+    # 64 and 128 take the register path (more query heads per KV head than it
+    # holds at once: 16, 2 and 8, 2); 80 and 16 the generic loop.
+    [(9, 3, 64), (4, 4, 128), (16, 2, 64), (8, 2, 128), (8, 2, 80), (2, 1, 16)],
 )
 @pytest.mark.parametrize(("sliding_window", "logit_softcap"), [(None, None), (7, None), (None, 2.0)])
 @pytest.mark.parametrize("num_rows", [1, 5])
@@ -61,6 +64,24 @@ def test_paged_decode_matches_padded_torch_path(
     expected = padded_decode_attention(query, *args)
     assert got.dtype == dtype and got.shape == expected.shape
     torch.testing.assert_close(got.float(), expected.float(), atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("query_scale", [0.01, 30.0])
+def test_paged_decode_softmax_over_flat_and_widely_spread_scores(query_scale: float) -> None:
+    """Long contexts with scores close together or hundreds apart (where most
+    weights underflow to 0): the register path's exp against torch's."""
+    chunks = [ScheduledChunk(f"r{i}", (1,), position, tuple(range(i * 40, i * 40 + 40)), sample=True)
+              for i, position in enumerate((250, 317))]
+    meta = build_forward_batch(chunks, [False, False], 8, torch.device("cpu")).attention
+    torch.manual_seed(3)
+    cache = LayerKVCache(torch.randn(80, 8, 2, 64), torch.randn(80, 8, 2, 64))
+    query = torch.randn(2, 6, 64) * query_scale
+    torch.testing.assert_close(
+        decode_attention(query, cache, meta, 0.125, None, None),
+        padded_decode_attention(query, cache, meta, 0.125, None, None),
+        atol=2e-5,
+        rtol=2e-5,
+    )
 
 
 def test_paged_decode_reads_a_non_contiguous_query() -> None:
