@@ -42,14 +42,19 @@ LDFLAGS = ("-fopenmp",)
 _lock = threading.Lock()
 
 
+def _switched_on(name: str) -> bool:
+    """An on/off environment switch that is on unless set to 0/false/no/off."""
+    return (envs.get(name) or "1").lower() not in ("0", "false", "no", "off")
+
+
 def cpu_kernels_enabled() -> bool:
-    return (envs.get("PYTGI_CPU_KERNELS") or "1").lower() not in ("0", "false", "no", "off")
+    return _switched_on("PYTGI_CPU_KERNELS")
 
 
 def fused_decode_enabled() -> bool:
     """Whether Llama-family decode steps run as one compiled call
     (models/fused_decode.py); off with PYTGI_FUSED_DECODE=0, for A/B runs."""
-    return (envs.get("PYTGI_FUSED_DECODE") or "1").lower() not in ("0", "false", "no", "off")
+    return _switched_on("PYTGI_FUSED_DECODE")
 
 
 def build_id() -> str:

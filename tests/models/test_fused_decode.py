@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from executor_helpers import BLOCK_SIZE, LogitsRecorder, TinyDriver, save_tiny_model
+from executor_helpers import BLOCK_SIZE, COMMON, LogitsRecorder, TinyDriver, save_tiny_model
 
 from pytgi import kernels
 from pytgi.executor.model_runner import ModelRunner, create_model_runner
@@ -25,16 +25,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "mistral_window": ("mistral", {"sliding_window": 8}),
     "qwen2": ("qwen2", {}),
 }
-PHI3_PARTIAL_ROTARY: dict[str, Any] = {  # RoPE on 8 of each head's 16 channels
-    "vocab_size": 256,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "pad_token_id": 0,
-    "partial_rotary_factor": 0.5,
-}
+# RoPE on 8 of each head's 16 channels; Phi3Config's default pad id would not fit the vocab.
+PHI3_PARTIAL_ROTARY: dict[str, Any] = {**COMMON, "pad_token_id": 0, "partial_rotary_factor": 0.5}
 
 
 def save_variant(variant: str, folder: Path) -> None:
