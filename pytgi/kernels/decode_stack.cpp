@@ -65,7 +65,7 @@ inline void rotate_head(const T* x, const T* cos, const T* sin, T* out, int64_t 
 // of the paged cache ([blocks, block_size, kv_heads, dim]).
 template <typename T>
 void rope_and_cache(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& slots,
-                    at::Tensor& query, at::Tensor& key_cache, at::Tensor& value_cache, int64_t heads,
+                    at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache, int64_t heads,
                     int64_t kv_heads, int64_t dim, int64_t half) {
   const int64_t rows = qkv.size(0), width = qkv.size(1), kv_width = kv_heads * dim;
   const T* src = qkv.data_ptr<T>();
@@ -163,16 +163,15 @@ class DecodeStack {
     const int64_t rows = normed.size(0);
     auto qkv = linear(normed, layer.qkv, layer.qkv_bias).contiguous();
     auto query = at::empty({rows, heads_, dim_}, normed.options());
-    auto key_cache = layer.key_cache;
-    auto value_cache = layer.value_cache;
     if (qkv.scalar_type() == at::kBFloat16) {
-      rope_and_cache<c10::BFloat16>(qkv, cos, sin, slots, query, key_cache, value_cache, heads_, kv_heads_, dim_,
-                                    half_);
+      rope_and_cache<c10::BFloat16>(qkv, cos, sin, slots, query, layer.key_cache, layer.value_cache, heads_,
+                                    kv_heads_, dim_, half_);
     } else {
       TORCH_CHECK(qkv.scalar_type() == at::kFloat, "DecodeStack: float32 or bfloat16 only");
-      rope_and_cache<float>(qkv, cos, sin, slots, query, key_cache, value_cache, heads_, kv_heads_, dim_, half_);
+      rope_and_cache<float>(qkv, cos, sin, slots, query, layer.key_cache, layer.value_cache, heads_, kv_heads_, dim_,
+                            half_);
     }
-    auto out = paged_decode_attention(query, key_cache, value_cache, block_tables, context_lens, scale_,
+    auto out = paged_decode_attention(query, layer.key_cache, layer.value_cache, block_tables, context_lens, scale_,
                                       layer.window, 0.0);
     return out.view({rows, heads_ * dim_});
   }

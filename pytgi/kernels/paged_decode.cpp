@@ -29,8 +29,7 @@ inline void load_row(const T* src, float* dst, int64_t dim) {
 
 template <>
 inline void load_row<c10::BFloat16>(const c10::BFloat16* src, float* dst, int64_t dim) {
-  const uint16_t* bits = reinterpret_cast<const uint16_t*>(src);
-  for (int64_t d = 0; d < dim; ++d) dst[d] = __builtin_bit_cast(float, static_cast<uint32_t>(bits[d]) << 16);
+  for (int64_t d = 0; d < dim; ++d) dst[d] = pytgi::load(src[d]);
 }
 
 #if defined(__AVX512F__)

@@ -14,16 +14,8 @@
 
 namespace {
 
-template <typename T>
-inline float to_float(T value) {
-  return static_cast<float>(value);
-}
-
-// bfloat16 is the top half of a float32: a shift the compiler vectorizes.
-template <>
-inline float to_float<c10::BFloat16>(c10::BFloat16 value) {
-  return __builtin_bit_cast(float, static_cast<uint32_t>(value.x) << 16);
-}
+// float32 and bfloat16 -> float32 (bfloat16: a shift the compiler vectorizes).
+using pytgi::load;
 
 // Four rows of W at a time: four independent accumulator chains per row of x.
 constexpr int64_t kBlock = 4;
@@ -66,7 +58,7 @@ template <typename T>
 inline void dot_block(const T* w, const float* x, int64_t in, float* out) {
   for (int64_t r = 0; r < kBlock; ++r) {
     float s = 0.f;
-    for (int64_t d = 0; d < in; ++d) s += to_float(w[r * in + d]) * x[d];
+    for (int64_t d = 0; d < in; ++d) s += load(w[r * in + d]) * x[d];
     out[r] = s;
   }
 }
@@ -96,12 +88,12 @@ void linear_rows(int64_t rows, const X* x, const T* w, const T* bias, T* y, int6
         } else {  // the last, partial block
           for (int64_t r = 0; r < count; ++r) {
             float s = 0.f;
-            for (int64_t d = 0; d < in; ++d) s += to_float(w[(first + r) * in + d]) * to_float(x[m * in + d]);
+            for (int64_t d = 0; d < in; ++d) s += load(w[(first + r) * in + d]) * load(x[m * in + d]);
             part[r] = s;
           }
         }
         for (int64_t r = 0; r < count; ++r) {
-          const float b = bias != nullptr ? to_float(bias[first + r]) : 0.f;
+          const float b = bias != nullptr ? load(bias[first + r]) : 0.f;
           y[m * out + first + r] = static_cast<T>(part[r] + b);
         }
       }
