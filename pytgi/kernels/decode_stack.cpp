@@ -1,4 +1,5 @@
-// A pure decode step through every layer of a Llama-family model in one call.
+// A step (decode rows, prefill chunks, or both) through every layer of a
+// Llama-family model in one call.
 //
 // At batch 1 a layer is four weight-streaming matrix-vector products and about
 // 25 small ops between them (norms, RoPE, the KV write, residual adds, SwiGLU).
@@ -6,7 +7,8 @@
 // time: ~15 ms a step over 30 layers, against a 25-30 ms floor for streaming
 // the weights (docs/profile.md). Here a layer is a handful of direct calls: the
 // one-pass RMSNorm, the small-batch linear kernel (torch's GEMM above its rows),
-// RoPE fused with the KV write, the paged decode kernel, torch's silu.
+// RoPE fused with the KV write, the paged decode kernel for the decode rows,
+// torch's SDPA for each prefill chunk (as the module path calls it), torch's silu.
 //
 // The layer is the one models/llama.py runs: pre-norm blocks, grouped-query
 // attention with NeoX-style RoPE on the first rotary_dim channels of each head,
@@ -122,12 +124,17 @@ class DecodeStack {
     }
   }
 
-  // hidden [rows, hidden] (the embedded tokens, one per decode row); cos, sin
-  // [rows, rotary_dim / 2] in hidden's dtype; slots [rows], block_tables
-  // [rows, max_blocks], context_lens [rows] (int64, this step's token included).
+  // hidden [rows, hidden]: the step's embedded tokens, decode rows and prefill
+  // chunks in the flat order of the step; cos, sin [rows, rotary_dim / 2] in
+  // hidden's dtype; slots [rows] (int64). The decode rows are rows
+  // `decode_rows` (int64 [num_decode]) with block_tables [num_decode,
+  // max_blocks] and context_lens [num_decode] (this step's token included);
+  // each prefill chunk is a row (query_start, query_len, start_position) of
+  // `chunks` (int64 [num_chunks, 3]) with its block table in `chunk_tables`.
   // Returns the last layer's output, before the final norm.
   at::Tensor forward(at::Tensor hidden, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& slots,
-                     const at::Tensor& block_tables, const at::Tensor& context_lens) const {
+                     const at::Tensor& decode_rows, const at::Tensor& block_tables, const at::Tensor& context_lens,
+                     const at::Tensor& chunks, const at::Tensor& chunk_tables) const {
     const int64_t rows = hidden.size(0);
     TORCH_CHECK(hidden.dim() == 2 && hidden.is_contiguous(), "DecodeStack: hidden must be contiguous [rows, hidden]");
     TORCH_CHECK(cos.is_contiguous() && sin.is_contiguous() && cos.size(0) == rows && cos.size(1) == half_ &&
@@ -136,11 +143,17 @@ class DecodeStack {
                 "DecodeStack: cos and sin must be contiguous [rows, rotary_dim / 2] of hidden's dtype");
     TORCH_CHECK(slots.scalar_type() == at::kLong && slots.is_contiguous() && slots.size(0) == rows,
                 "DecodeStack: slots must be contiguous int64 [rows]");
-    TORCH_CHECK(block_tables.size(0) == rows && context_lens.size(0) == rows,
-                "DecodeStack: one block table and one context length per row");
+    const int64_t num_decode = decode_rows.size(0);
+    TORCH_CHECK(decode_rows.scalar_type() == at::kLong && block_tables.size(0) == num_decode &&
+                    context_lens.size(0) == num_decode,
+                "DecodeStack: one int64 row index, block table and context length per decode row");
+    TORCH_CHECK(chunks.scalar_type() == at::kLong && chunks.is_contiguous() && chunks.dim() == 2 &&
+                    chunks.size(1) == 3 && chunk_tables.size(0) == chunks.size(0),
+                "DecodeStack: chunks must be contiguous int64 [num_chunks, 3], one block table each");
+    const Step step{cos, sin, slots, decode_rows, block_tables, context_lens, chunks, chunk_tables,
+                    num_decode == rows && chunks.size(0) == 0};
     for (const Layer& layer : layers_) {
-      auto attention = attend(layer, rms_norm(hidden, layer.input_norm, eps_), cos, sin, slots, block_tables,
-                              context_lens);
+      auto attention = attend(layer, rms_norm(hidden, layer.input_norm, eps_), step);
       hidden = hidden + linear(attention, layer.o, layer.o_bias);
       auto gate_up = linear(rms_norm(hidden, layer.post_norm, eps_), layer.gate_up, layer.gate_up_bias);
       const int64_t inter = gate_up.size(1) / 2;
@@ -157,23 +170,66 @@ class DecodeStack {
     return at::linear(x, weight, bias);
   }
 
+  // One step's layout, shared by every layer (see forward).
+  struct Step {
+    const at::Tensor &cos, &sin, &slots, &decode_rows, &block_tables, &context_lens, &chunks, &chunk_tables;
+    bool decode_only;  // every row a decode row, in order
+  };
+
   // Normed rows -> attention output [rows, heads * dim], this step's K/V written.
-  at::Tensor attend(const Layer& layer, const at::Tensor& normed, const at::Tensor& cos, const at::Tensor& sin,
-                    const at::Tensor& slots, const at::Tensor& block_tables, const at::Tensor& context_lens) const {
+  at::Tensor attend(const Layer& layer, const at::Tensor& normed, const Step& step) const {
     const int64_t rows = normed.size(0);
     auto qkv = linear(normed, layer.qkv, layer.qkv_bias).contiguous();
     auto query = at::empty({rows, heads_, dim_}, normed.options());
     if (qkv.scalar_type() == at::kBFloat16) {
-      rope_and_cache<c10::BFloat16>(qkv, cos, sin, slots, query, layer.key_cache, layer.value_cache, heads_,
-                                    kv_heads_, dim_, half_);
+      rope_and_cache<c10::BFloat16>(qkv, step.cos, step.sin, step.slots, query, layer.key_cache, layer.value_cache,
+                                    heads_, kv_heads_, dim_, half_);
     } else {
       TORCH_CHECK(qkv.scalar_type() == at::kFloat, "DecodeStack: float32 or bfloat16 only");
-      rope_and_cache<float>(qkv, cos, sin, slots, query, layer.key_cache, layer.value_cache, heads_, kv_heads_, dim_,
-                            half_);
+      rope_and_cache<float>(qkv, step.cos, step.sin, step.slots, query, layer.key_cache, layer.value_cache, heads_,
+                            kv_heads_, dim_, half_);
     }
-    auto out = paged_decode_attention(query, layer.key_cache, layer.value_cache, block_tables, context_lens, scale_,
-                                      layer.window, 0.0);
+    if (step.decode_only) return decode_attention(layer, query, step).view({rows, heads_ * dim_});
+    auto out = at::empty_like(query);
+    const int64_t* chunk = step.chunks.data_ptr<int64_t>();
+    for (int64_t c = 0; c < step.chunks.size(0); ++c, chunk += 3) {
+      out.narrow(0, chunk[0], chunk[1]).copy_(
+          chunk_attention(layer, query.narrow(0, chunk[0], chunk[1]), chunk[2], step.chunk_tables[c]));
+    }
+    if (step.decode_rows.size(0) > 0) {
+      out.index_copy_(0, step.decode_rows, decode_attention(layer, query.index_select(0, step.decode_rows), step));
+    }
     return out.view({rows, heads_ * dim_});
+  }
+
+  at::Tensor decode_attention(const Layer& layer, const at::Tensor& query, const Step& step) const {
+    return paged_decode_attention(query, layer.key_cache, layer.value_cache, step.block_tables, step.context_lens,
+                                  scale_, layer.window, 0.0);
+  }
+
+  // A prefill chunk's queries [len, heads, dim] at positions start .. start +
+  // len - 1, over its request's keys 0 .. start + len - 1 gathered from the
+  // cache (this step's included), with torch's SDPA as the module path calls
+  // it: the built-in causal mask when nothing is cached and there is no window.
+  at::Tensor chunk_attention(const Layer& layer, const at::Tensor& query, int64_t start,
+                             const at::Tensor& table) const {
+    const int64_t len = query.size(0), context = start + len, block_size = layer.key_cache.size(1);
+    const auto blocks = table.narrow(0, 0, (context + block_size - 1) / block_size);
+    auto gather = [&](const at::Tensor& cache) {
+      return cache.index_select(0, blocks).flatten(0, 1).narrow(0, 0, context).transpose(0, 1).unsqueeze(0);
+    };
+    c10::optional<at::Tensor> mask;
+    if (start > 0 || layer.window > 0) {
+      const auto keys = at::arange(context, table.options()).unsqueeze(0);
+      const auto positions = at::arange(start, context, table.options()).unsqueeze(1);
+      auto allowed = keys <= positions;
+      if (layer.window > 0) allowed.logical_and_(keys > positions - layer.window);
+      mask = allowed;
+    }
+    auto out = at::scaled_dot_product_attention(query.transpose(0, 1).unsqueeze(0), gather(layer.key_cache),
+                                                gather(layer.value_cache), mask, 0.0, !mask.has_value(), scale_,
+                                                /*enable_gqa=*/true);
+    return out[0].transpose(0, 1);
   }
 
   std::vector<Layer> layers_;

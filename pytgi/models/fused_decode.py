@@ -1,13 +1,15 @@
-"""Decode steps of a Llama-family model on the CPU in one compiled call.
+"""The steps of a Llama-family model on the CPU in one compiled call.
 
-From Python a decode layer is ~25 small torch ops around its four linear
-layers, each paying 4-15 us of dispatch and interpreter time: at batch 1 that
-was ~15 ms a step on top of ~25-30 ms of streaming the weights
-(docs/profile.md). pytgi/kernels/decode_stack.cpp runs every layer of a pure
-decode step without coming back to Python, with the same kernels and the same
-roundings; embedding, final norm and LM head stay here. Steps with a prefill
-chunk, other devices, and layers that are not exactly models/llama.py's take
-the module path. `PYTGI_FUSED_DECODE=0` turns it off (for A/B measurements).
+From Python a layer is ~25 small torch ops around its four linear layers, each
+paying 4-15 us of dispatch and interpreter time: at batch 1 that was ~15 ms a
+step on top of ~25-30 ms of streaming the weights, and a step that mixed 32
+decode rows with a prefill chunk paid ~20 ms more than a pure decode step
+(docs/profile.md). pytgi/kernels/decode_stack.cpp runs every layer of a step
+(decode rows, prefill chunks, or both) without coming back to Python, with the
+same kernels and the same roundings; embedding, final norm and LM head stay
+here. Other devices and dtypes, and layers that are not exactly
+models/llama.py's, take the module path. `PYTGI_FUSED_DECODE=0` turns it off
+(for A/B measurements).
 """
 
 from __future__ import annotations
@@ -36,11 +38,10 @@ class FusedDecode:
         self._stack: Any = None  # the extension's DecodeStack
         self._kv_caches: Sequence[LayerKVCache] | None = None
 
-    def applies(self, hidden: torch.Tensor, meta: AttentionMetadata) -> bool:
-        """A pure decode step on the CPU, in a dtype the kernels take."""
+    def applies(self, hidden: torch.Tensor) -> bool:
+        """A step on the CPU, in a dtype the kernels take."""
         return (
-            not meta.prefill_chunk_ids
-            and hidden.device.type == "cpu"
+            hidden.device.type == "cpu"
             and hidden.dtype in FUSED_DTYPES
             and fused_decode_enabled()
             and cpu_kernels() is not None
@@ -48,13 +49,13 @@ class FusedDecode:
 
     def forward(
         self,
-        hidden: torch.Tensor,  # [num_decode, hidden]: the embedded tokens
-        cos: torch.Tensor,  # [num_decode, rotary_dim // 2]
+        hidden: torch.Tensor,  # [num_tokens, hidden]: the embedded tokens
+        cos: torch.Tensor,  # [num_tokens, rotary_dim // 2]
         sin: torch.Tensor,
         meta: AttentionMetadata,
         kv_caches: Sequence[LayerKVCache],
     ) -> torch.Tensor:
-        """The last layer's output [num_decode, hidden], before the final norm."""
+        """The last layer's output [num_tokens, hidden], before the final norm."""
         if self._kv_caches is not kv_caches:
             self._stack = self._build(kv_caches, hidden.dtype)
             self._kv_caches = kv_caches
@@ -63,8 +64,10 @@ class FusedDecode:
             cos.contiguous(),
             sin.contiguous(),
             meta.slot_mapping,
+            meta.decode_token_index,
             meta.decode_block_tables,
             meta.decode_context_lens,
+            *prefill_layout(meta),
         )
 
     def _build(self, kv_caches: Sequence[LayerKVCache], dtype: torch.dtype) -> Any:
@@ -84,6 +87,15 @@ class FusedDecode:
             first.attn.scale,
             small_batch_rows(dtype),
         )
+
+
+def prefill_layout(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prefill chunks as decode_stack.cpp takes them: int64 rows of
+    (query_start, query_len, start_position), and their block tables."""
+    ids = meta.prefill_chunk_ids
+    layout = [(c.query_start, c.query_len, c.start_position) for c in (meta.chunks[i] for i in ids)]
+    chunks = torch.tensor(layout, dtype=torch.int64).view(len(ids), 3)
+    return chunks, meta.block_tables[list(ids)]
 
 
 def layer_tensors(layer: LlamaDecoderLayer, cache: LayerKVCache) -> list[torch.Tensor | None]:

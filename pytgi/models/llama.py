@@ -246,7 +246,7 @@ class LlamaModel(nn.Module):
     ) -> torch.Tensor:
         hidden = self.embed_tokens(token_ids)  # [num_tokens, hidden]
         cos, sin = self.rotary.cos_sin(positions, hidden.dtype)  # [num_tokens, head_dim // 2]
-        if self.fused_decode is not None and self.fused_decode.applies(hidden, meta):
+        if self.fused_decode is not None and self.fused_decode.applies(hidden):
             return self.norm(self.fused_decode.forward(hidden, cos, sin, meta, kv_caches))
         for layer, cache in zip(self.layers, kv_caches, strict=True):
             hidden = layer(hidden, cos, sin, meta, cache)

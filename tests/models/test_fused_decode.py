@@ -1,11 +1,11 @@
-"""The compiled decode stack against the module path it replaces: the same
+"""The compiled layer stack against the module path it replaces: the same
 tokens and (near) the same logits, for every Llama-family variant it takes, at
-one row (the small-batch kernel) and at several (torch's GEMM)."""
+one row (the small-batch kernel) and at several (torch's GEMM), in decode
+steps and in steps with prefill chunks (fresh or continuing a cached prefix)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -55,9 +55,15 @@ def runner(folder: Path, dtype: str, backend: str = "batched") -> ModelRunner:
 
 
 def generate(
-    folder: Path, dtype: str, num_prompts: int, fused: bool, monkeypatch: pytest.MonkeyPatch
+    folder: Path,
+    dtype: str,
+    num_prompts: int,
+    fused: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk_size: int | None = None,
 ) -> tuple[dict[str, list[int]], list[torch.Tensor], int]:
-    """(tokens, logits of every sampling step, fused steps) for 12 new tokens."""
+    """(tokens, logits of every sampling step, fused steps) for 12 new tokens,
+    prompts prefilled `chunk_size` tokens a step."""
     monkeypatch.setenv("PYTGI_FUSED_DECODE", "1" if fused else "0")
     model_runner = runner(folder, dtype)
     recorder = LogitsRecorder(model_runner)
@@ -73,7 +79,7 @@ def generate(
     driver = TinyDriver(model_runner)
     for i, prompt in enumerate(PROMPTS[:num_prompts]):
         driver.add(f"r{i}", prompt)
-    tokens = driver.generate(12)
+    tokens = driver.generate(12, chunk_size)
     return tokens, recorder.calls, len(fused_steps)
 
 
@@ -85,7 +91,7 @@ def test_fused_decode_matches_the_module_path_in_float32(
     save_variant(variant, tmp_path)
     tokens, logits, fused_steps = generate(tmp_path, "float32", num_prompts, True, monkeypatch)
     ref_tokens, ref_logits, ref_fused_steps = generate(tmp_path, "float32", num_prompts, False, monkeypatch)
-    assert fused_steps == 11 and ref_fused_steps == 0  # every step after the prefill
+    assert fused_steps == 12 and ref_fused_steps == 0  # every step, the prefill too
     assert tokens == ref_tokens
     for got, expected in zip(logits, ref_logits, strict=True):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
@@ -98,7 +104,7 @@ def test_fused_decode_keeps_the_bfloat16_roundings(
     save_tiny_model("qwen2", tmp_path)
     tokens, logits, fused_steps = generate(tmp_path, "bfloat16", num_prompts, True, monkeypatch)
     ref_tokens, ref_logits, _ = generate(tmp_path, "bfloat16", num_prompts, False, monkeypatch)
-    assert fused_steps == 11
+    assert fused_steps == 12
     assert tokens == ref_tokens
     for got, expected in zip(logits, ref_logits, strict=True):
         torch.testing.assert_close(got, expected, atol=2e-2, rtol=2e-2)
@@ -118,24 +124,28 @@ def test_only_the_plain_llama_layer_on_the_default_backend_is_fused(tmp_path: Pa
     assert not llama.fusable(layer)
 
 
-def test_prefill_steps_and_other_dtypes_take_the_module_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("variant", ["llama", "mistral_window"])
+def test_steps_with_prefill_chunks_match_the_module_path(
+    variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    save_tiny_model("llama", tmp_path)
-    model_runner = runner(tmp_path, "float32")
-    calls: list[int] = []
-    model_runner.model.model.fused_decode.forward = lambda *args: calls.append(1)  # type: ignore[union-attr]
-    driver = TinyDriver(model_runner)
-    driver.add("a", PROMPTS[0])
-    driver.step(chunk_size=5)  # a prefill chunk
-    assert calls == []
-    decode_only, with_prefill = SimpleNamespace(prefill_chunk_ids=()), SimpleNamespace(prefill_chunk_ids=(0,))
+    # Chunks of 4: the shortest prompt decodes while the others prefill chunks
+    # that continue their cached positions (past the 8-token window for Mistral).
+    save_variant(variant, tmp_path)
+    tokens, logits, fused_steps = generate(tmp_path, "float32", 3, True, monkeypatch, chunk_size=4)
+    ref_tokens, ref_logits, _ = generate(tmp_path, "float32", 3, False, monkeypatch, chunk_size=4)
+    assert fused_steps == 16  # 5 steps to prefill the longest prompt, then 11
+    assert tokens == ref_tokens
+    for got, expected in zip(logits, ref_logits, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_other_dtypes_and_the_off_switch_take_the_module_path(monkeypatch: pytest.MonkeyPatch) -> None:
     stack = fused_decode.FusedDecode([])
-    assert stack.applies(torch.zeros(1, 8), decode_only)  # type: ignore[arg-type]
-    assert not stack.applies(torch.zeros(1, 8), with_prefill)  # type: ignore[arg-type]
-    assert not stack.applies(torch.zeros(1, 8, dtype=torch.float16), decode_only)  # type: ignore[arg-type]
+    assert stack.applies(torch.zeros(1, 8))
+    assert stack.applies(torch.zeros(1, 8, dtype=torch.bfloat16))
+    assert not stack.applies(torch.zeros(1, 8, dtype=torch.float16))
     monkeypatch.setenv("PYTGI_FUSED_DECODE", "0")
-    assert not stack.applies(torch.zeros(1, 8), decode_only)  # type: ignore[arg-type]
+    assert not stack.applies(torch.zeros(1, 8))
 
 
 def test_decode_stack_refuses_inputs_it_cannot_take() -> None:
