@@ -21,7 +21,7 @@ from pytgi.engine.output_processor import OutputProcessor
 from pytgi.grammar.cache import GrammarCache
 from pytgi.grammar.llguidance_backend import LLGuidanceBackend
 from pytgi.kv_cache.manager import KVCacheManager
-from pytgi.scheduler.scheduler import Scheduler
+from pytgi.scheduler.scheduler import ProportionalCap, Scheduler
 from pytgi.tokenizer.tokenizer import Tokenizer, read_json
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,13 @@ def wants_progress_bar(config: EngineConfig) -> bool:
     return not config.server.json_output and sys.stderr.isatty()
 
 
+def default_prefill_cap(device_type: str) -> ProportionalCap | None:
+    """The cap on prompt tokens per step while others decode, when none is set.
+    On a CPU every prompt token costs compute a decode step then waits for; a
+    GPU step is bound by reading the weights, so prompt tokens ride along."""
+    return ProportionalCap() if device_type == "cpu" else None
+
+
 def build_engine(config: EngineConfig) -> BuiltEngine:
     from pytgi.executor.model_runner import create_model_runner
 
@@ -130,7 +137,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     if not limits.disable_grammar_support:
         grammars = build_grammar_cache(model_dir, tokenizer, runner.vocab_size, eos_ids)
     engine = Engine(
-        Scheduler(config.scheduler, kv_cache),
+        Scheduler(config.scheduler, kv_cache, default_prefill_cap(runner.device.type)),
         runner,
         OutputProcessor(tokenizer),
         eos_ids,

@@ -1,6 +1,7 @@
 from scheduler_helpers import make_request, make_scheduler, run_step
 
 from pytgi.protocol import FinishReason
+from pytgi.scheduler.scheduler import ProportionalCap
 
 
 def test_admission_is_fifo_and_prefill_then_decode():
@@ -61,6 +62,33 @@ def test_prefill_is_capped_while_others_decode():
     assert sizes[0] == {"first": 1, "a": 4}
     assert sizes[1] == {"first": 1, "a": 2, "b": 2}
     assert sizes[2] == {"first": 1, "a": 1, "b": 1}
+
+
+def test_the_default_cap_grows_with_the_decoding_requests():
+    scheduler = make_scheduler(budget=64, default_cap=ProportionalCap(per_decoding_request=2, floor=3))
+    scheduler.add(make_request("first", 5, max_new_tokens=20))
+    step, _ = run_step(scheduler)
+    assert [len(c.token_ids) for c in step.chunks] == [5]  # nobody decodes yet: the whole budget
+    scheduler.add(make_request("a", 10, max_new_tokens=20, first_token=100))
+    step, _ = run_step(scheduler)
+    assert {c.request_id: len(c.token_ids) for c in step.chunks} == {"first": 1, "a": 3}  # the floor
+    for _ in range(3):
+        run_step(scheduler)  # "a" ends its prompt (3 + 3 + 3 + 1) and decodes
+    for i in range(3):
+        scheduler.add(make_request(f"late{i}", 20, max_new_tokens=20, first_token=200 + 30 * i))
+    step, _ = run_step(scheduler)
+    assert {c.request_id: len(c.token_ids) for c in step.chunks} == {"first": 1, "a": 1, "late0": 4}
+    step, _ = run_step(scheduler)
+    assert {c.request_id: len(c.token_ids) for c in step.chunks} == {"first": 1, "a": 1, "late0": 4}
+
+
+def test_a_set_cap_replaces_the_default_one():
+    scheduler = make_scheduler(budget=64, prefill_while_decoding=7, default_cap=ProportionalCap(2, 3))
+    scheduler.add(make_request("first", 5, max_new_tokens=20))
+    run_step(scheduler)
+    scheduler.add(make_request("a", 20, max_new_tokens=2, first_token=100))
+    step, _ = run_step(scheduler)
+    assert {c.request_id: len(c.token_ids) for c in step.chunks} == {"first": 1, "a": 7}
 
 
 def test_finish_on_length_and_eos_frees_blocks():
