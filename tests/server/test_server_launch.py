@@ -61,3 +61,17 @@ def test_sigterm_stops_the_server() -> None:
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=20)
     assert process.returncode == 0  # a clean drain is a clean exit
+
+
+def test_startup_objects_leave_the_collectors_full_passes() -> None:
+    import gc
+
+    from pytgi.server.launch import freeze_startup_heap
+
+    survivor = [object()]
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > 0
+        assert not any(item is survivor for item in gc.get_objects())  # frozen objects are not tracked
+    finally:
+        gc.unfreeze()
