@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 SOURCES = tuple(
     Path(__file__).with_name(name)
-    for name in ("paged_decode.cpp", "small_batch_linear.cpp", "row_ops.cpp", "decode_stack.cpp")
+    for name in ("paged_decode.cpp", "small_batch_linear.cpp", "row_ops.cpp", "layer_stack.cpp")
 )
 HEADERS = (Path(__file__).with_name("bf16.h"),)
 # -march=native: the kernel is built on the machine that runs it. The fast-math
@@ -51,10 +51,10 @@ def cpu_kernels_enabled() -> bool:
     return _switched_on("PYTGI_CPU_KERNELS")
 
 
-def fused_decode_enabled() -> bool:
+def fused_layers_enabled() -> bool:
     """Whether Llama-family decode steps run as one compiled call
-    (models/fused_decode.py); off with PYTGI_FUSED_DECODE=0, for A/B runs."""
-    return _switched_on("PYTGI_FUSED_DECODE")
+    (models/fused_layers.py); off with PYTGI_FUSED_LAYERS=0, for A/B runs."""
+    return _switched_on("PYTGI_FUSED_LAYERS")
 
 
 def build_id() -> str:

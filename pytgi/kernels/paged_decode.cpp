@@ -252,11 +252,11 @@ at::Tensor paged_decode_attention(const at::Tensor& query, const at::Tensor& key
 
 at::Tensor small_batch_linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias);
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
-void register_decode_stack(pybind11::module& m);
+void register_layer_stack(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("paged_decode_attention", &paged_decode_attention);
   m.def("small_batch_linear", &small_batch_linear);
   m.def("rms_norm", &rms_norm);
-  register_decode_stack(m);
+  register_layer_stack(m);
 }

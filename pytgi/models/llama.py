@@ -22,7 +22,7 @@ from pytgi.layers.embedding import Embedding, LMHead
 from pytgi.layers.linear import Linear
 from pytgi.layers.norm import RMSNorm
 from pytgi.layers.rotary import RopeConfig, RotaryEmbedding, apply_rotary, rope_config_from_hf
-from pytgi.models.fused_decode import FusedDecode
+from pytgi.models.fused_layers import FusedLayers
 from pytgi.models.interface import KVLayout, ModelShape
 from pytgi.models.loading import WeightTarget, load_checkpoint
 
@@ -235,7 +235,7 @@ class LlamaModel(nn.Module):
         self.layers = nn.ModuleList([self.layer_cls(args, i, dtype, backend) for i in range(args.num_layers)])
         self.norm = self.norm_cls(args.hidden_size, args.rms_norm_eps, dtype=dtype)
         fusable_layers = [layer for layer in self.layers if fusable(layer)]
-        self.fused_decode = FusedDecode(fusable_layers) if len(fusable_layers) == args.num_layers else None
+        self.fused_layers = FusedLayers(fusable_layers) if len(fusable_layers) == args.num_layers else None
 
     def forward(
         self,
@@ -246,8 +246,8 @@ class LlamaModel(nn.Module):
     ) -> torch.Tensor:
         hidden = self.embed_tokens(token_ids)  # [num_tokens, hidden]
         cos, sin = self.rotary.cos_sin(positions, hidden.dtype)  # [num_tokens, head_dim // 2]
-        if self.fused_decode is not None and self.fused_decode.applies(hidden):
-            return self.norm(self.fused_decode.forward(hidden, cos, sin, meta, kv_caches))
+        if self.fused_layers is not None and self.fused_layers.applies(hidden):
+            return self.norm(self.fused_layers.forward(hidden, cos, sin, meta, kv_caches))
         for layer, cache in zip(self.layers, kv_caches, strict=True):
             hidden = layer(hidden, cos, sin, meta, cache)
         return self.norm(hidden)
@@ -255,7 +255,7 @@ class LlamaModel(nn.Module):
 
 def fusable(layer: nn.Module) -> TypeGuard[LlamaDecoderLayer]:
     """Whether `layer` is exactly the layer above (no family's override), on the
-    default attention backend: the one models/fused_decode.py runs compiled."""
+    default attention backend: the one models/fused_layers.py runs compiled."""
     return (
         type(layer) is LlamaDecoderLayer
         and type(layer.self_attn) is LlamaAttention

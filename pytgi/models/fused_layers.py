@@ -4,11 +4,11 @@ From Python a layer is ~25 small torch ops around its four linear layers, each
 paying 4-15 us of dispatch and interpreter time: at batch 1 that was ~15 ms a
 step on top of ~25-30 ms of streaming the weights, and a step that mixed 32
 decode rows with a prefill chunk paid ~20 ms more than a pure decode step
-(docs/profile.md). pytgi/kernels/decode_stack.cpp runs every layer of a step
+(docs/profile.md). pytgi/kernels/layer_stack.cpp runs every layer of a step
 (decode rows, prefill chunks, or both) without coming back to Python, with the
 same kernels and the same roundings; embedding, final norm and LM head stay
 here. Other devices and dtypes, and layers that are not exactly
-models/llama.py's, take the module path. `PYTGI_FUSED_DECODE=0` turns it off
+models/llama.py's, take the module path. `PYTGI_FUSED_LAYERS=0` turns it off
 (for A/B measurements).
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pytgi.kernels import cpu_kernels, fused_decode_enabled
+from pytgi.kernels import cpu_kernels, fused_layers_enabled
 from pytgi.layers.attention import AttentionMetadata, LayerKVCache
 from pytgi.layers.linear import small_batch_rows
 
@@ -29,13 +29,13 @@ if TYPE_CHECKING:
 FUSED_DTYPES = (torch.float32, torch.bfloat16)
 
 
-class FusedDecode:
+class FusedLayers:
     """The compiled layer stack of one model, built on first use for the KV
     cache it is called with (and again if that cache changes)."""
 
     def __init__(self, layers: Sequence[LlamaDecoderLayer]) -> None:
         self._layers = tuple(layers)
-        self._stack: Any = None  # the extension's DecodeStack
+        self._stack: Any = None  # the extension's LayerStack
         self._kv_caches: Sequence[LayerKVCache] | None = None
 
     def applies(self, hidden: torch.Tensor) -> bool:
@@ -43,7 +43,7 @@ class FusedDecode:
         return (
             hidden.device.type == "cpu"
             and hidden.dtype in FUSED_DTYPES
-            and fused_decode_enabled()
+            and fused_layers_enabled()
             and cpu_kernels() is not None
         )
 
@@ -76,7 +76,7 @@ class FusedDecode:
         first = self._layers[0].self_attn
         tensors = [layer_tensors(layer, cache) for layer, cache in zip(self._layers, kv_caches, strict=True)]
         windows = [layer.self_attn.attn.sliding_window or 0 for layer in self._layers]
-        return kernels.DecodeStack(
+        return kernels.LayerStack(
             tensors,
             windows,
             first.num_heads,
@@ -90,7 +90,7 @@ class FusedDecode:
 
 
 def prefill_layout(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor]:
-    """The prefill chunks as decode_stack.cpp takes them: int64 rows of
+    """The prefill chunks as layer_stack.cpp takes them: int64 rows of
     (query_start, query_len, start_position), and their block tables."""
     ids = meta.prefill_chunk_ids
     layout = [(c.query_start, c.query_len, c.start_position) for c in (meta.chunks[i] for i in ids)]
@@ -99,7 +99,7 @@ def prefill_layout(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def layer_tensors(layer: LlamaDecoderLayer, cache: LayerKVCache) -> list[torch.Tensor | None]:
-    """One layer's tensors in the order decode_stack.cpp's `Slot` lists them."""
+    """One layer's tensors in the order layer_stack.cpp's `Slot` lists them."""
     attn, mlp = layer.self_attn, layer.mlp
     return [
         layer.input_layernorm.weight,

@@ -14,7 +14,7 @@ from executor_helpers import BLOCK_SIZE, COMMON, LogitsRecorder, TinyDriver, sav
 
 from pytgi import kernels
 from pytgi.executor.model_runner import ModelRunner, create_model_runner
-from pytgi.models import fused_decode, llama
+from pytgi.models import fused_layers, llama
 
 pytestmark = pytest.mark.skipif(kernels.cpu_kernels() is None, reason="the CPU kernels could not be built")
 
@@ -64,11 +64,11 @@ def generate(
 ) -> tuple[dict[str, list[int]], list[torch.Tensor], int]:
     """(tokens, logits of every sampling step, fused steps) for 12 new tokens,
     prompts prefilled `chunk_size` tokens a step."""
-    monkeypatch.setenv("PYTGI_FUSED_DECODE", "1" if fused else "0")
+    monkeypatch.setenv("PYTGI_FUSED_LAYERS", "1" if fused else "0")
     model_runner = runner(folder, dtype)
     recorder = LogitsRecorder(model_runner)
     fused_steps: list[int] = []
-    stack = model_runner.model.model.fused_decode  # type: ignore[union-attr]
+    stack = model_runner.model.model.fused_layers  # type: ignore[union-attr]
     original = stack.forward
 
     def counted(*args: Any) -> torch.Tensor:
@@ -85,7 +85,7 @@ def generate(
 
 @pytest.mark.parametrize("variant", [*sorted(VARIANTS), "phi3_partial_rotary"])
 @pytest.mark.parametrize("num_prompts", [1, 3])
-def test_fused_decode_matches_the_module_path_in_float32(
+def test_fused_layers_match_the_module_path_in_float32(
     variant: str, num_prompts: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     save_variant(variant, tmp_path)
@@ -98,7 +98,7 @@ def test_fused_decode_matches_the_module_path_in_float32(
 
 
 @pytest.mark.parametrize("num_prompts", [1, 3])
-def test_fused_decode_keeps_the_bfloat16_roundings(
+def test_fused_layers_keep_the_bfloat16_roundings(
     num_prompts: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     save_tiny_model("qwen2", tmp_path)
@@ -112,8 +112,8 @@ def test_fused_decode_keeps_the_bfloat16_roundings(
 
 def test_only_the_plain_llama_layer_on_the_default_backend_is_fused(tmp_path: Path) -> None:
     save_tiny_model("llama", tmp_path)
-    assert runner(tmp_path, "float32").model.model.fused_decode is not None  # type: ignore[union-attr]
-    assert runner(tmp_path, "float32", backend="reference").model.model.fused_decode is None  # type: ignore[union-attr]
+    assert runner(tmp_path, "float32").model.model.fused_layers is not None  # type: ignore[union-attr]
+    assert runner(tmp_path, "float32", backend="reference").model.model.fused_layers is None  # type: ignore[union-attr]
 
     class OtherLayer(llama.LlamaDecoderLayer):
         pass
@@ -140,19 +140,19 @@ def test_steps_with_prefill_chunks_match_the_module_path(
 
 
 def test_other_dtypes_and_the_off_switch_take_the_module_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    stack = fused_decode.FusedDecode([])
+    stack = fused_layers.FusedLayers([])
     assert stack.applies(torch.zeros(1, 8))
     assert stack.applies(torch.zeros(1, 8, dtype=torch.bfloat16))
     assert not stack.applies(torch.zeros(1, 8, dtype=torch.float16))
-    monkeypatch.setenv("PYTGI_FUSED_DECODE", "0")
+    monkeypatch.setenv("PYTGI_FUSED_LAYERS", "0")
     assert not stack.applies(torch.zeros(1, 8))
 
 
-def test_decode_stack_refuses_inputs_it_cannot_take() -> None:
+def test_layer_stack_refuses_inputs_it_cannot_take() -> None:
     module = kernels.cpu_kernels()
     with pytest.raises(RuntimeError, match="one window per layer"):
-        module.DecodeStack([], [0], 4, 2, 16, 16, 1e-6, 0.25, 1)
+        module.LayerStack([], [0], 4, 2, 16, 16, 1e-6, 0.25, 1)
     with pytest.raises(RuntimeError, match="12 tensors"):
-        module.DecodeStack([[torch.zeros(4)]], [0], 4, 2, 16, 16, 1e-6, 0.25, 1)
+        module.LayerStack([[torch.zeros(4)]], [0], 4, 2, 16, 16, 1e-6, 0.25, 1)
     with pytest.raises(RuntimeError, match="rotary_dim"):
-        module.DecodeStack([], [], 4, 2, 16, 15, 1e-6, 0.25, 1)
+        module.LayerStack([], [], 4, 2, 16, 15, 1e-6, 0.25, 1)

@@ -93,26 +93,26 @@ void rope_and_cache(const at::Tensor& qkv, const at::Tensor& cos, const at::Tens
 
 }  // namespace
 
-class DecodeStack {
+class LayerStack {
  public:
   // layers: per layer, the tensors in `Slot` order (biases may be None).
   // small_batch_rows: up to how many rows the linear layers take pytgi's
   // small-batch kernel (0: always torch's), the rule of layers/linear.py.
-  DecodeStack(const std::vector<std::vector<c10::optional<at::Tensor>>>& layers, const std::vector<int64_t>& windows,
+  LayerStack(const std::vector<std::vector<c10::optional<at::Tensor>>>& layers, const std::vector<int64_t>& windows,
               int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t rotary_dim, double eps, double scale,
               int64_t small_batch_rows)
       : heads_(heads), kv_heads_(kv_heads), dim_(head_dim), half_(rotary_dim / 2), eps_(eps), scale_(scale),
         small_batch_rows_(small_batch_rows) {
-    TORCH_CHECK(layers.size() == windows.size(), "DecodeStack: one window per layer");
-    TORCH_CHECK(rotary_dim % 2 == 0 && rotary_dim <= head_dim, "DecodeStack: rotary_dim must be even, <= head_dim");
+    TORCH_CHECK(layers.size() == windows.size(), "LayerStack: one window per layer");
+    TORCH_CHECK(rotary_dim % 2 == 0 && rotary_dim <= head_dim, "LayerStack: rotary_dim must be even, <= head_dim");
     for (size_t i = 0; i < layers.size(); ++i) {
       const auto& t = layers[i];
-      TORCH_CHECK(t.size() == kNumSlots, "DecodeStack: each layer takes ", static_cast<int64_t>(kNumSlots),
+      TORCH_CHECK(t.size() == kNumSlots, "LayerStack: each layer takes ", static_cast<int64_t>(kNumSlots),
                   " tensors");
       auto required = [&](Slot slot) {
-        TORCH_CHECK(t[slot].has_value() && t[slot]->defined(), "DecodeStack: layer ", i, " lacks tensor ",
+        TORCH_CHECK(t[slot].has_value() && t[slot]->defined(), "LayerStack: layer ", i, " lacks tensor ",
                     static_cast<int64_t>(slot));
-        TORCH_CHECK(t[slot]->is_contiguous() && t[slot]->device().is_cpu(), "DecodeStack: layer ", i,
+        TORCH_CHECK(t[slot]->is_contiguous() && t[slot]->device().is_cpu(), "LayerStack: layer ", i,
                     " tensor ", static_cast<int64_t>(slot), " must be contiguous, on the CPU");
         return *t[slot];
       };
@@ -120,7 +120,7 @@ class DecodeStack {
                               required(kGateUp), required(kDown), required(kKeyCache), required(kValueCache),
                               t[kQkvBias], t[kOBias], t[kGateUpBias], t[kDownBias], windows[i]});
       TORCH_CHECK(layers_.back().qkv.size(0) == (heads + 2 * kv_heads) * head_dim,
-                  "DecodeStack: the fused QKV weight does not match the heads");
+                  "LayerStack: the fused QKV weight does not match the heads");
     }
   }
 
@@ -136,20 +136,20 @@ class DecodeStack {
                      const at::Tensor& decode_rows, const at::Tensor& block_tables, const at::Tensor& context_lens,
                      const at::Tensor& chunks, const at::Tensor& chunk_tables) const {
     const int64_t rows = hidden.size(0);
-    TORCH_CHECK(hidden.dim() == 2 && hidden.is_contiguous(), "DecodeStack: hidden must be contiguous [rows, hidden]");
+    TORCH_CHECK(hidden.dim() == 2 && hidden.is_contiguous(), "LayerStack: hidden must be contiguous [rows, hidden]");
     TORCH_CHECK(cos.is_contiguous() && sin.is_contiguous() && cos.size(0) == rows && cos.size(1) == half_ &&
                     sin.sizes() == cos.sizes() && cos.scalar_type() == hidden.scalar_type() &&
                     sin.scalar_type() == hidden.scalar_type(),
-                "DecodeStack: cos and sin must be contiguous [rows, rotary_dim / 2] of hidden's dtype");
+                "LayerStack: cos and sin must be contiguous [rows, rotary_dim / 2] of hidden's dtype");
     TORCH_CHECK(slots.scalar_type() == at::kLong && slots.is_contiguous() && slots.size(0) == rows,
-                "DecodeStack: slots must be contiguous int64 [rows]");
+                "LayerStack: slots must be contiguous int64 [rows]");
     const int64_t num_decode = decode_rows.size(0);
     TORCH_CHECK(decode_rows.scalar_type() == at::kLong && block_tables.size(0) == num_decode &&
                     context_lens.size(0) == num_decode,
-                "DecodeStack: one int64 row index, block table and context length per decode row");
+                "LayerStack: one int64 row index, block table and context length per decode row");
     TORCH_CHECK(chunks.scalar_type() == at::kLong && chunks.is_contiguous() && chunks.dim() == 2 &&
                     chunks.size(1) == 3 && chunk_tables.size(0) == chunks.size(0),
-                "DecodeStack: chunks must be contiguous int64 [num_chunks, 3], one block table each");
+                "LayerStack: chunks must be contiguous int64 [num_chunks, 3], one block table each");
     const Step step{cos, sin, slots, decode_rows, block_tables, context_lens, chunks, chunk_tables,
                     num_decode == rows && chunks.size(0) == 0};
     for (const Layer& layer : layers_) {
@@ -185,7 +185,7 @@ class DecodeStack {
       rope_and_cache<c10::BFloat16>(qkv, step.cos, step.sin, step.slots, query, layer.key_cache, layer.value_cache,
                                     heads_, kv_heads_, dim_, half_);
     } else {
-      TORCH_CHECK(qkv.scalar_type() == at::kFloat, "DecodeStack: float32 or bfloat16 only");
+      TORCH_CHECK(qkv.scalar_type() == at::kFloat, "LayerStack: float32 or bfloat16 only");
       rope_and_cache<float>(qkv, step.cos, step.sin, step.slots, query, layer.key_cache, layer.value_cache, heads_,
                             kv_heads_, dim_, half_);
     }
@@ -238,10 +238,10 @@ class DecodeStack {
   int64_t small_batch_rows_;
 };
 
-void register_decode_stack(pybind11::module& m) {
+void register_layer_stack(pybind11::module& m) {
   // The GIL is released for the whole step: the server's threads keep running.
-  pybind11::class_<DecodeStack>(m, "DecodeStack")
+  pybind11::class_<LayerStack>(m, "LayerStack")
       .def(pybind11::init<const std::vector<std::vector<c10::optional<at::Tensor>>>&, const std::vector<int64_t>&,
                           int64_t, int64_t, int64_t, int64_t, double, double, int64_t>())
-      .def("forward", &DecodeStack::forward, pybind11::call_guard<pybind11::gil_scoped_release>());
+      .def("forward", &LayerStack::forward, pybind11::call_guard<pybind11::gil_scoped_release>());
 }
