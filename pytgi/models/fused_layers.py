@@ -2,9 +2,9 @@
 
 From Python a layer is ~25 small torch ops around its four linear layers, each
 paying 4-15 us of dispatch and interpreter time: at batch 1 that was ~15 ms a
-step on top of ~25-30 ms of streaming the weights, and a step that mixed 32
-decode rows with a prefill chunk paid ~20 ms more than a pure decode step
-(docs/profile.md). pytgi/kernels/layer_stack.cpp runs every layer of a step
+step on top of ~25-30 ms of streaming the weights, and a step of 32 decode rows
+plus a prompt chunk took ~20-25 ms longer through the modules than through the
+stack (docs/profile.md, fourth and fifth passes). pytgi/kernels/layer_stack.cpp runs every layer of a step
 (decode rows, prefill chunks, or both) without coming back to Python, with the
 same kernels and the same roundings; embedding, final norm and LM head stay
 here. Other devices and dtypes, and layers that are not exactly

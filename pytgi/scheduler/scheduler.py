@@ -6,11 +6,11 @@ chunk), then waiting requests in strict FIFO order while budget, batch size and
 KV blocks last. While any request decodes, the prompt tokens of one step are
 also capped, so that an arrival's prefill stretches the decoders' next token by
 a bounded amount: by `max_prefill_tokens_while_decoding` when it is set, else
-by a `ProportionalCap` where the engine gives one (on CPUs, where a prompt
-token costs about what a decoding request does). When a running request needs a block and none is free, the
-newest running request is preempted (blocks freed, recomputed later), which
-always lets the oldest make progress: a lone request always fits, because
-validation caps prompt + new tokens at the KV capacity.
+by a `ProportionalCap` where the engine gives one (on CPUs, where every prompt
+token is compute the decoders wait for). When a running request needs a block
+and none is free, the newest running request is preempted (blocks freed,
+recomputed later), which always lets the oldest make progress: a lone request
+always fits, because validation caps prompt + new tokens at the KV capacity.
 """
 
 from __future__ import annotations
