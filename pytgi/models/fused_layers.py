@@ -4,12 +4,12 @@ From Python a layer is ~25 small torch ops around its four linear layers, each
 paying 4-15 us of dispatch and interpreter time: at batch 1 that was ~15 ms a
 step on top of ~25-30 ms of streaming the weights, and a step of 32 decode rows
 plus a prompt chunk took ~20-25 ms longer through the modules than through the
-stack (docs/profile.md, fourth and fifth passes). pytgi/kernels/layer_stack.cpp runs every layer of a step
-(decode rows, prefill chunks, or both) without coming back to Python, with the
-same kernels and the same roundings; embedding, final norm and LM head stay
-here. Other devices and dtypes, and layers that are not exactly
-models/llama.py's, take the module path. `PYTGI_FUSED_LAYERS=0` turns it off
-(for A/B measurements).
+stack (docs/profile.md, fourth and fifth passes). pytgi/kernels/layer_stack.cpp
+runs every layer of a step (decode rows, prefill chunks, or both) without
+coming back to Python, with the same kernels and the same roundings;
+embedding, final norm and LM head stay here. Other devices and dtypes, and
+layers that are not exactly models/llama.py's, take the module path.
+`PYTGI_FUSED_LAYERS=0` turns it off (for A/B measurements).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pytgi.models.llama import LlamaDecoderLayer
 
 FUSED_DTYPES = (torch.float32, torch.bfloat16)
+NO_CHUNKS = torch.empty(0, 3, dtype=torch.int64)
 
 
 class FusedLayers:
@@ -93,6 +94,8 @@ def prefill_layout(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor]
     """The prefill chunks as layer_stack.cpp takes them: int64 rows of
     (query_start, query_len, start_position), and their block tables."""
     ids = meta.prefill_chunk_ids
+    if not ids:  # a decode step: nothing to build on the hot path
+        return NO_CHUNKS, meta.block_tables[:0]
     layout = [(c.query_start, c.query_len, c.start_position) for c in (meta.chunks[i] for i in ids)]
     chunks = torch.tensor(layout, dtype=torch.int64).view(len(ids), 3)
     return chunks, meta.block_tables[list(ids)]

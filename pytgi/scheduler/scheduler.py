@@ -42,7 +42,7 @@ class ProportionalCap:
 
     On a CPU a step's cost grows with its rows: at 32 decoding requests of
     SmolLM2-135M in bf16 a step takes ~71 ms and each prompt token adds ~0.45 ms
-    (docs/benchmarks.md). Two prompt tokens per decoding request keep a step
+    (docs/profile.md, fifth pass). Two prompt tokens per decoding request keep a step
     within ~1.5x of a pure decode step at any batch, and the floor keeps a
     lone decoder from starving a newcomer's prompt.
     """
@@ -161,9 +161,9 @@ class Scheduler:
         cap = self.config.max_prefill_tokens_while_decoding
         if cap is None and self.default_cap is not None:
             cap = self.default_cap.tokens(num_decoding)
-        if cap is not None and num_decoding > 0:
-            return cap
-        return self.config.max_batch_prefill_tokens
+        if num_decoding == 0 or cap is None:
+            return self.config.max_batch_prefill_tokens
+        return cap
 
     def _admit_waiting(self, budget: int, chunks: list[ScheduledChunk]) -> int:
         max_batch_size = self.config.max_batch_size

@@ -62,9 +62,10 @@ def drain_callback(state: ServerState | None, graceful_timeout_s: float) -> Call
 def freeze_startup_heap() -> None:
     """Take what startup built (modules, the model, the app: ~1M objects) out of
     the garbage collector's full passes. A full pass over them held the GIL for
-    100-190 ms on this project's 2-core machine, and the engine thread needs
-    the GIL between two steps, so a pass that fell in a step stretched every
-    stream's inter-token gap. Objects made while serving are still collected."""
+    ~190 ms on this project's 2-core machine (docs/profile.md, fifth pass), and
+    the engine thread needs the GIL between two steps, so a pass that fell in a
+    step stretched every stream's inter-token gap. Objects made while serving
+    are still collected."""
     gc.collect()
     gc.freeze()
 
