@@ -8,7 +8,7 @@
 // the weights (docs/profile.md). Here a layer is a handful of direct calls: the
 // one-pass RMSNorm, the small-batch linear kernel (torch's GEMM above its rows),
 // RoPE fused with the KV write, the paged decode kernel for the decode rows,
-// torch's flash attention for each prefill chunk, torch's silu.
+// torch's flash attention for each prefill chunk, the one-pass SiLU-and-multiply.
 //
 // The layer is the one models/llama.py runs: pre-norm blocks, grouped-query
 // attention with NeoX-style RoPE on the first rotary_dim channels of each head,
@@ -26,6 +26,7 @@
 
 at::Tensor small_batch_linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias);
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+at::Tensor silu_and_mul(const at::Tensor& gate_up);
 at::Tensor paged_decode_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
                                   const at::Tensor& block_tables, const at::Tensor& context_lens, double scale,
                                   int64_t window, double softcap);
@@ -200,10 +201,7 @@ class LayerStack {
       auto attention = attend(layer, rms_norm(hidden, layer.input_norm, eps_), step);
       hidden = hidden + linear(attention, layer.o, layer.o_bias);
       auto gate_up = linear(rms_norm(hidden, layer.post_norm, eps_), layer.gate_up, layer.gate_up_bias);
-      const int64_t inter = gate_up.size(1) / 2;
-      auto act = at::silu(gate_up.narrow(1, 0, inter));
-      act.mul_(gate_up.narrow(1, inter, inter));
-      hidden = hidden + linear(act, layer.down, layer.down_bias);
+      hidden = hidden + linear(silu_and_mul(gate_up), layer.down, layer.down_bias);
     }
     return hidden;
   }

@@ -1,4 +1,4 @@
-"""The one-pass RMSNorm kernel against the torch path it replaces."""
+"""The row kernels (RMSNorm, SiLU-and-multiply) against the torch paths they replace."""
 
 from __future__ import annotations
 
@@ -66,3 +66,40 @@ def test_silu_and_mul_in_place_rounds_as_the_plain_product(dtype: torch.dtype) -
     gate_up = (torch.randn(33, 96) * 4).to(dtype)
     gate, up = gate_up.chunk(2, dim=-1)
     assert torch.equal(silu_and_mul(gate_up), F.silu(gate) * up)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("rows", "width"), [(1, 1536), (768, 1536), (3, 7), (2, 40)])
+def test_silu_and_mul_kernel_matches_the_torch_path(dtype: torch.dtype, rows: int, width: int) -> None:
+    torch.manual_seed(rows + width)
+    gate_up = (torch.randn(rows, 2 * width) * 6).to(dtype)
+    gate, up = gate_up.chunk(2, dim=-1)
+    got = kernels.cpu_kernels().silu_and_mul(gate_up)
+    expected = F.silu(gate) * up
+    assert got.dtype == dtype and got.shape == expected.shape
+    if dtype == torch.bfloat16:
+        # torch's exp and this kernel's differ by an ulp or two of float32, which
+        # moves a rare product across a bf16 rounding boundary.
+        assert (got != expected).float().mean().item() < 0.01
+        torch.testing.assert_close(got, expected, rtol=8e-3, atol=1e-2)
+    else:
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_silu_and_mul_kernel_at_the_ends_of_the_exp() -> None:
+    gate = torch.tensor([[0.0, -90.0, 90.0, -1e30, float("inf"), float("nan")]])
+    gate_up = torch.cat([gate, torch.full_like(gate, 3.0)], dim=1)
+    got = kernels.cpu_kernels().silu_and_mul(gate_up)
+    # torch's e^90 overflows to inf, so its silu(-90) is -0 where this kernel's is
+    # -7e-38: both within any tolerance of the exact value.
+    torch.testing.assert_close(got, F.silu(gate) * 3.0, rtol=1e-6, atol=1e-30, equal_nan=True)
+
+
+def test_silu_and_mul_kernel_refuses_what_it_cannot_take() -> None:
+    module = kernels.cpu_kernels()
+    with pytest.raises(RuntimeError, match="even width"):
+        module.silu_and_mul(torch.randn(2, 5))
+    with pytest.raises(RuntimeError, match="contiguous"):
+        module.silu_and_mul(torch.randn(8, 2).t())
+    with pytest.raises(RuntimeError, match="float32 or bfloat16"):
+        module.silu_and_mul(torch.randn(2, 8).half())
