@@ -38,8 +38,22 @@ def measurement_line(measurement: Measurement) -> str:
         itl = ms(m.itl_s.p50) if m.itl_s else "-"
         parts.append(f"{phase}{m.output_tokens_per_s:.1f} out tok/s, TTFT p50 {ttft} ms, ITL p50 {itl} ms, "
                      f"tokens {counts(m)}, errors {m.num_errors}")
+    if measurement.warm_over_cold_ttft is not None:
+        parts.append(f"warm/cold TTFT p50 {measurement.warm_over_cold_ttft:.2f}x")
     return (f"{measurement.level.label} [{measurement.endpoint}] round {measurement.round_index}: "
             f"{'; '.join(parts)}; foreign CPU {star(measurement)}")
+
+
+def prefix_summary(measurements: Sequence[Measurement]) -> str:
+    """Per level and endpoint, the warm / cold TTFT p50 of each round and their
+    median: the prefix cache's figure, from the two passes of one run each."""
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for m in measurements:
+        if m.warm_over_cold_ttft is not None:
+            ratios.setdefault((m.level.label, m.endpoint), []).append(m.warm_over_cold_ttft)
+    return "\n".join(f"{level} [{endpoint}] warm/cold TTFT p50: median {median(values):.2f}x "
+                     f"(rounds {', '.join(f'{v:.2f}' for v in values)})"
+                     for (level, endpoint), values in ratios.items())
 
 
 def scenario_table(measurements: Sequence[Measurement]) -> str:

@@ -97,6 +97,9 @@ def run_levels(runner: Runner, todo: Sequence[Level]) -> list[Measurement]:
         print(f"\n## {scenario}", flush=True)
         done = [m for level in todo if level.scenario == scenario for m in runner.run_level(level)]
         print(bench_report.scenario_table(done), flush=True)
+        summary = bench_report.prefix_summary(done)
+        if summary:
+            print(summary, flush=True)
         measurements.extend(done)
     return measurements
 

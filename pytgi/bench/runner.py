@@ -34,11 +34,20 @@ class Measurement:
     phases: dict[str, RunMetrics]
     noise: Noise
 
+    @property
+    def warm_over_cold_ttft(self) -> float | None:
+        """The prefix scenario's figure: warm-pass TTFT p50 / cold-pass TTFT p50."""
+        cold, warm = self.phases.get("cold"), self.phases.get("warm")
+        if cold is None or warm is None or cold.ttft_s is None or warm.ttft_s is None or not cold.ttft_s.p50:
+            return None
+        return warm.ttft_s.p50 / cold.ttft_s.p50
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "scenario": self.level.scenario, "level": self.level.label, "concurrency": self.level.concurrency,
             "request_rate": self.level.request_rate, "endpoint": self.endpoint, "round": self.round_index,
             "phases": {name: metrics.as_dict() for name, metrics in self.phases.items()},
+            "warm_over_cold_ttft_p50": self.warm_over_cold_ttft,
             "foreign_cpu": self.noise.foreign, "own_cpu": self.noise.own, "idle_wait_s": self.noise.idle_wait_s,
             "idle_before": self.noise.idle_before, "contaminated": self.noise.contaminated,
         }

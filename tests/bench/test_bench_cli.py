@@ -44,10 +44,18 @@ def test_each_scenario_gets_exact_token_counts(demo_server, tmp_path, capsys, sc
         assert phase["num_completed"] == phase["num_requests"] > 0
         assert phase["ttft_s"]["num_values"] == phase["num_requests"]
         assert phase["prompt_tokens_reported"]  # TGI's stream details carry input_length
-    if scenario == "prefix":
-        assert {name for _, name, _ in phases_of(result)} == {"cold", "warm"}
     printed = capsys.readouterr().out
     assert f"## {scenario}" in printed and "tokens got/asked" in printed
+    if scenario == "prefix":
+        assert {name for _, name, _ in phases_of(result)} == {"cold", "warm"}
+        for run in result["runs"]:
+            phases = run["phases"]
+            expected = phases["warm"]["ttft_s"]["p50"] / phases["cold"]["ttft_s"]["p50"]
+            assert run["warm_over_cold_ttft_p50"] == pytest.approx(expected)
+            assert f"{run['level']} [A] warm/cold TTFT p50: median" in printed
+    else:
+        assert all(run["warm_over_cold_ttft_p50"] is None for run in result["runs"])
+        assert "warm/cold" not in printed
 
 
 def test_compare_against_a_second_url_prints_pair_ratios(demo_server, tmp_path, capsys):
