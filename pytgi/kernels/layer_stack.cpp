@@ -8,7 +8,8 @@
 // the weights (docs/profile.md). Here a layer is a handful of direct calls: the
 // one-pass RMSNorm, the small-batch linear kernel (torch's GEMM above its rows),
 // RoPE fused with the KV write, the paged decode kernel for the decode rows,
-// torch's flash attention for each prefill chunk, the one-pass SiLU-and-multiply.
+// torch's SDPA for each prefill chunk (as the module path calls it), the
+// one-pass SiLU-and-multiply.
 //
 // The layer is the one models/llama.py runs: pre-norm blocks, grouped-query
 // attention with NeoX-style RoPE on the first rotary_dim channels of each head,
@@ -18,8 +19,8 @@
 #include <torch/extension.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "bf16.h"
@@ -93,49 +94,6 @@ void rope_and_cache(const at::Tensor& qkv, const at::Tensor& cos, const at::Tens
   });
 }
 
-// Attention over two disjoint sets of keys -> attention over their union.
-// first, second: [heads, len, dim] (any strides, unit stride on dim), each with
-// its float32 log-sum-exp [heads, len]; the union's softmax weighs each part by
-// exp(its log-sum-exp - the union's). Returns [len, heads, dim], contiguous.
-template <typename T>
-void merge_rows(const at::Tensor& first, const at::Tensor& first_lse, const at::Tensor& second,
-                const at::Tensor& second_lse, at::Tensor& out) {
-  const int64_t heads = first.size(0), len = first.size(1), dim = first.size(2);
-  const T* a = first.data_ptr<T>();
-  const T* b = second.data_ptr<T>();
-  const float* lse_a = first_lse.data_ptr<float>();
-  const float* lse_b = second_lse.data_ptr<float>();
-  T* o = out.data_ptr<T>();
-  at::parallel_for(0, len, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      for (int64_t h = 0; h < heads; ++h) {
-        const float x = lse_a[h * first_lse.stride(0) + r * first_lse.stride(1)];
-        const float y = lse_b[h * second_lse.stride(0) + r * second_lse.stride(1)];
-        const float top = std::max(x, y), wa = std::exp(x - top), wb = std::exp(y - top);
-        const float ca = wa / (wa + wb), cb = wb / (wa + wb);
-        const T* pa = a + h * first.stride(0) + r * first.stride(1);
-        const T* pb = b + h * second.stride(0) + r * second.stride(1);
-        T* po = o + (r * heads + h) * dim;
-        for (int64_t d = 0; d < dim; ++d) store(po + d, round_to(ca * load(pa[d]) + cb * load(pb[d]), po));
-      }
-    }
-  });
-}
-
-at::Tensor merge_attention(const at::Tensor& first, const at::Tensor& first_lse, const at::Tensor& second,
-                           const at::Tensor& second_lse) {
-  TORCH_CHECK(first.stride(2) == 1 && second.stride(2) == 1 && first_lse.scalar_type() == at::kFloat &&
-                  second_lse.scalar_type() == at::kFloat,
-              "LayerStack: attention parts must have unit-stride heads and float32 log-sum-exps");
-  auto out = at::empty({first.size(1), first.size(0), first.size(2)}, first.options());
-  if (first.scalar_type() == at::kBFloat16) {
-    merge_rows<c10::BFloat16>(first, first_lse, second, second_lse, out);
-  } else {
-    merge_rows<float>(first, first_lse, second, second_lse, out);
-  }
-  return out;
-}
-
 }  // namespace
 
 class LayerStack {
@@ -196,7 +154,7 @@ class LayerStack {
                     chunks.size(1) == 3 && chunk_tables.size(0) == chunks.size(0),
                 "LayerStack: chunks must be contiguous int64 [num_chunks, 3], one block table each");
     const Step step{cos, sin, slots, decode_rows, block_tables, context_lens, chunks, chunk_tables,
-                    num_decode == rows && chunks.size(0) == 0};
+                    num_decode == rows && chunks.size(0) == 0, causal_masks(chunks, hidden.options())};
     for (const Layer& layer : layers_) {
       auto attention = attend(layer, rms_norm(hidden, layer.input_norm, eps_), step);
       hidden = hidden + linear(attention, layer.o, layer.o_bias);
@@ -216,7 +174,30 @@ class LayerStack {
   struct Step {
     const at::Tensor &cos, &sin, &slots, &decode_rows, &block_tables, &context_lens, &chunks, &chunk_tables;
     bool decode_only;  // every row a decode row, in order
+    std::vector<at::Tensor> causal_masks;  // per chunk (see causal_masks)
   };
+
+  // Per prefill chunk that continues cached positions, the additive causal mask
+  // [len, start + len] (0 where a query sees a key, -inf where not) that torch's
+  // SDPA would make from a boolean one; built once a step rather than once a
+  // layer (docs/profile.md, sixth pass). Undefined for a chunk from position 0,
+  // which takes SDPA's built-in causal mask.
+  static std::vector<at::Tensor> causal_masks(const at::Tensor& chunks, const at::TensorOptions& options) {
+    std::vector<at::Tensor> masks;
+    const int64_t* chunk = chunks.data_ptr<int64_t>();
+    for (int64_t c = 0; c < chunks.size(0); ++c, chunk += 3) {
+      const int64_t len = chunk[1], start = chunk[2];
+      if (start == 0) {
+        masks.emplace_back();
+        continue;
+      }
+      const auto key_positions = at::arange(start + len, options.dtype(at::kLong)).unsqueeze(0);
+      const auto positions = at::arange(start, start + len, options.dtype(at::kLong)).unsqueeze(1);
+      masks.push_back(at::zeros({len, start + len}, options).masked_fill_(key_positions > positions,
+                                                                          -std::numeric_limits<float>::infinity()));
+    }
+    return masks;
+  }
 
   // Normed rows -> attention output [rows, heads * dim], this step's K/V written.
   at::Tensor attend(const Layer& layer, const at::Tensor& normed, const Step& step) const {
@@ -236,7 +217,8 @@ class LayerStack {
     const int64_t* chunk = step.chunks.data_ptr<int64_t>();
     for (int64_t c = 0; c < step.chunks.size(0); ++c, chunk += 3) {
       out.narrow(0, chunk[0], chunk[1]).copy_(
-          chunk_attention(layer, query.narrow(0, chunk[0], chunk[1]), chunk[2], step.chunk_tables[c]));
+          chunk_attention(layer, query.narrow(0, chunk[0], chunk[1]), chunk[2], step.chunk_tables[c],
+                          step.causal_masks[c]));
     }
     if (step.decode_rows.size(0) > 0) {
       out.index_copy_(0, step.decode_rows, decode_attention(layer, query.index_select(0, step.decode_rows), step));
@@ -251,38 +233,26 @@ class LayerStack {
 
   // A prefill chunk's queries [len, heads, dim] at positions start .. start +
   // len - 1, over its request's keys 0 .. start + len - 1 gathered from the
-  // cache (this step's included). Nothing cached and no window: torch's SDPA
-  // with its built-in causal mask, as the module path calls it. A cached
-  // prefix and no window: the queries see every cached key, so the prefix
-  // part needs no mask; it and the chunk's own causal part are two flash
-  // calls merged by their log-sum-exps. A mask over the whole context would
-  // cost a bool-to-float conversion per layer and score every masked pair
-  // (docs/profile.md, sixth pass). A window: that mask.
-  at::Tensor chunk_attention(const Layer& layer, const at::Tensor& query, int64_t start,
-                             const at::Tensor& table) const {
+  // cache (this step's included), with torch's SDPA as the module path calls
+  // it: the built-in causal mask when nothing is cached and there is no window,
+  // else the mask it would build (the step's `causal` one without a window).
+  at::Tensor chunk_attention(const Layer& layer, const at::Tensor& query, int64_t start, const at::Tensor& table,
+                             const at::Tensor& causal) const {
     const int64_t len = query.size(0), context = start + len, block_size = layer.key_cache.size(1);
     const auto blocks = table.narrow(0, 0, (context + block_size - 1) / block_size);
     auto gather = [&](const at::Tensor& cache) {
       return cache.index_select(0, blocks).flatten(0, 1).narrow(0, 0, context).transpose(0, 1).unsqueeze(0);
     };
-    const auto queries = query.transpose(0, 1).unsqueeze(0);
-    const auto keys = gather(layer.key_cache), values = gather(layer.value_cache);
-    if (start > 0 && layer.window == 0) {
-      auto [cached, cached_lse] = at::_scaled_dot_product_flash_attention_for_cpu(
-          queries, keys.narrow(2, 0, start), values.narrow(2, 0, start), 0.0, /*is_causal=*/false, {}, scale_);
-      auto [own, own_lse] = at::_scaled_dot_product_flash_attention_for_cpu(
-          queries, keys.narrow(2, start, len), values.narrow(2, start, len), 0.0, /*is_causal=*/true, {}, scale_);
-      return merge_attention(cached[0], cached_lse[0], own[0], own_lse[0]);
-    }
     c10::optional<at::Tensor> mask;
-    if (start > 0 || layer.window > 0) {
+    if (layer.window > 0) {
       const auto key_positions = at::arange(context, table.options()).unsqueeze(0);
       const auto positions = at::arange(start, context, table.options()).unsqueeze(1);
-      auto allowed = key_positions <= positions;
-      if (layer.window > 0) allowed.logical_and_(key_positions > positions - layer.window);
-      mask = allowed;
+      mask = (key_positions <= positions).logical_and_(key_positions > positions - layer.window);
+    } else if (start > 0) {
+      mask = causal;
     }
-    auto out = at::scaled_dot_product_attention(queries, keys, values, mask, 0.0, !mask.has_value(), scale_,
+    auto out = at::scaled_dot_product_attention(query.transpose(0, 1).unsqueeze(0), gather(layer.key_cache),
+                                                gather(layer.value_cache), mask, 0.0, !mask.has_value(), scale_,
                                                 /*enable_gqa=*/true);
     return out[0].transpose(0, 1);
   }

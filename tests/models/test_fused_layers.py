@@ -156,3 +156,17 @@ def test_layer_stack_refuses_inputs_it_cannot_take() -> None:
         module.LayerStack([[torch.zeros(4)]], [0], 4, 2, 16, 16, 1e-6, 0.25, 1)
     with pytest.raises(RuntimeError, match="rotary_dim"):
         module.LayerStack([], [], 4, 2, 16, 15, 1e-6, 0.25, 1)
+
+
+def test_bfloat16_prefill_chunks_over_cached_keys_keep_the_roundings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunks after the first attend to their cached keys and to their own in two
+    # flash calls merged in the stack; the module path makes one masked call.
+    save_tiny_model("llama", tmp_path)
+    tokens, logits, fused_steps = generate(tmp_path, "bfloat16", 3, True, monkeypatch, chunk_size=4)
+    ref_tokens, ref_logits, _ = generate(tmp_path, "bfloat16", 3, False, monkeypatch, chunk_size=4)
+    assert fused_steps == 16
+    assert tokens == ref_tokens
+    for got, expected in zip(logits, ref_logits, strict=True):
+        torch.testing.assert_close(got, expected, atol=2e-2, rtol=2e-2)
