@@ -34,13 +34,16 @@ inline void store(c10::BFloat16* out, float value) {
 }
 
 #if defined(__AVX512F__)
+// The first `left` of 16 lanes (all 16 when left >= 16).
+inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
+
 // Up to 16 elements (`left` of them, the rest zero) as float32 lanes.
 inline __m512 load16(const float* p, int64_t left) {
-  return left >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps((__mmask16)((1u << left) - 1), p);
+  return left >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(tail_mask(left), p);
 }
 inline __m512 load16(const c10::BFloat16* p, int64_t left) {
   const __m256i raw = left >= 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
-                                 : _mm256_maskz_loadu_epi16((__mmask16)((1u << left) - 1), p);
+                                 : _mm256_maskz_loadu_epi16(tail_mask(left), p);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
 }
 

@@ -35,8 +35,7 @@ inline void load_row<c10::BFloat16>(const c10::BFloat16* src, float* dst, int64_
 #if defined(__AVX512F__)
 using pytgi::exp_nonpositive;
 using pytgi::load16;
-
-inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
+using pytgi::tail_mask;
 
 // scores[0 .. span) <- softmax(scores), in place.
 inline void softmax_in_place(float* scores, int64_t span) {

@@ -64,11 +64,11 @@ inline __m512 round16(__m512 v, const c10::BFloat16*) {
 
 // Stores `left` (at most 16) lanes already rounded by round16.
 inline void store16(float* p, __m512 v, int64_t left) {
-  _mm512_mask_storeu_ps(p, left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1), v);
+  _mm512_mask_storeu_ps(p, pytgi::tail_mask(left), v);
 }
 inline void store16(c10::BFloat16* p, __m512 v, int64_t left) {
   const __m256i top = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(v), 16));
-  _mm256_mask_storeu_epi16(p, left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1), top);
+  _mm256_mask_storeu_epi16(p, pytgi::tail_mask(left), top);
 }
 #endif
 
