@@ -84,10 +84,17 @@ def greedy_in_thread(url: str, results: list[tuple[int, ...]]) -> threading.Thre
 def test_disconnect_mid_stream_frees_the_request_and_spares_neighbours(demo: InProcessDemo) -> None:
     dropped = sample(demo.url, DROPPED)
     neighbour: list[tuple[int, ...]] = []
-    with httpx.stream("POST", f"{demo.url}/generate_stream", json=LONG, timeout=60.0) as response:
-        assert len(stream_lines(response, 3)) == 3
-        thread = greedy_in_thread(demo.url, neighbour)
-    wait_for(lambda: sample(demo.url, DROPPED) == dropped + 1, what="stream counted as dropped")
+    # Steps park after the first few, so the stream cannot finish its 100 tokens
+    # (and count as a success) before the hang-up reaches the server.
+    steps_before = demo.executor.num_steps
+    demo.executor.pause_when(lambda step: demo.executor.num_steps > steps_before + 4)
+    try:
+        with httpx.stream("POST", f"{demo.url}/generate_stream", json=LONG, timeout=60.0) as response:
+            assert len(stream_lines(response, 3)) == 3
+            thread = greedy_in_thread(demo.url, neighbour)
+        wait_for(lambda: sample(demo.url, DROPPED) == dropped + 1, what="stream counted as dropped")
+    finally:
+        demo.executor.resume()
     thread.join(timeout=60)
     assert neighbour == [demo.reference]
 
