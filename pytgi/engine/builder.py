@@ -6,6 +6,7 @@ class; everything else sees it through `step.Executor`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytgi import envs
-from pytgi.config import EngineConfig, ServingLimits, resolve_limits
+from pytgi.config import EngineConfig, ServingLimits, resolve_limits, resolve_step_budget
 from pytgi.engine.client import ModelInfo
 from pytgi.engine.engine import Engine
 from pytgi.engine.input_processor import InputProcessor
@@ -110,8 +111,12 @@ def default_prefill_cap(device_type: str) -> ProportionalCap | None:
 
 
 def build_engine(config: EngineConfig) -> BuiltEngine:
+    from pytgi.executor.device import resolve_device
     from pytgi.executor.model_runner import create_model_runner
 
+    device_type = resolve_device(config.model.device).type
+    step_budget = resolve_step_budget(config.scheduler, device_type)
+    scheduler_config = dataclasses.replace(config.scheduler, max_batch_prefill_tokens=step_budget)
     model_id, model_dir = resolve_model(config)
     config_path = config.model.tokenizer_config_path
     tokenizer = Tokenizer(model_dir, Path(config_path) if config_path is not None else None)
@@ -122,7 +127,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         block_size=config.cache.block_size,
         max_batch_total_tokens=config.cache.max_batch_total_tokens,
         kv_cache_memory_fraction=config.cache.kv_cache_memory_fraction,
-        max_num_batched_tokens=config.scheduler.max_batch_prefill_tokens,
+        max_num_batched_tokens=step_budget,
         watermark_gamma=config.sampling.watermark_gamma,
         watermark_delta=config.sampling.watermark_delta,
         show_progress=wants_progress_bar(config),
@@ -137,7 +142,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     if not limits.disable_grammar_support:
         grammars = build_grammar_cache(model_dir, tokenizer, runner.vocab_size, eos_ids)
     engine = Engine(
-        Scheduler(config.scheduler, kv_cache, default_prefill_cap(runner.device.type)),
+        Scheduler(scheduler_config, kv_cache, default_prefill_cap(device_type)),
         runner,
         OutputProcessor(tokenizer),
         eos_ids,

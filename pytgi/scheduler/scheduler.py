@@ -1,6 +1,7 @@
 """One token-budget scheduler for prefill chunks, prefix hits and decodes.
 
-Each step has a budget of `max_batch_prefill_tokens` tokens. Running requests
+Each step has a budget of `max_batch_prefill_tokens` tokens (resolved for the
+device by `config.resolve_step_budget`). Running requests
 come first (a decode costs one token, an unfinished prefill takes its next
 chunk), then waiting requests in strict FIFO order while budget, batch size and
 KV blocks last. While any request decodes, the prompt tokens of one step are
@@ -58,7 +59,10 @@ class Scheduler:
     def __init__(
         self, config: SchedulerConfig, kv_cache: KVCacheManager, default_cap: ProportionalCap | None = None
     ) -> None:
+        if config.max_batch_prefill_tokens is None:
+            raise ValueError("the step budget is resolved for the device first (config.resolve_step_budget)")
         self.config = config
+        self.step_budget: int = config.max_batch_prefill_tokens
         self.kv_cache = kv_cache
         self.default_cap = default_cap
         self.waiting: deque[Request] = deque()
@@ -100,7 +104,7 @@ class Scheduler:
 
     # ---- one step --------------------------------------------------------------
     def schedule(self) -> SchedulerOutput:
-        budget = self.config.max_batch_prefill_tokens
+        budget = self.step_budget
         prefill_budget = self._prefill_budget()
         chunks: list[ScheduledChunk] = []
         preempted = False
@@ -162,7 +166,7 @@ class Scheduler:
         if cap is None and self.default_cap is not None:
             cap = self.default_cap.tokens(num_decoding)
         if num_decoding == 0 or cap is None:
-            return self.config.max_batch_prefill_tokens
+            return self.step_budget
         return cap
 
     def _admit_waiting(self, budget: int, chunks: list[ScheduledChunk]) -> int:
