@@ -114,7 +114,9 @@ def build_model(spec: ModelSpec, out_dir: Path) -> None:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
+    # `rope_theta`: transformers 5 moves it into `rope_parameters` (and types its
+    # keywords without it) but still takes it; 4.x knows only this spelling.
+    config = LlamaConfig(  # type: ignore[call-arg]
         hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size,
         num_hidden_layers=spec.num_hidden_layers,

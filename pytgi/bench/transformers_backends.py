@@ -201,7 +201,7 @@ def allow_cpu_paged_cache() -> None:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         return int(free * max_memory_percent)
 
-    handler.get_available_memory = staticmethod(available)  # type: ignore[method-assign]
+    handler.get_available_memory = staticmethod(available)  # type: ignore[method-assign, assignment]
     handler._pytgi_cpu = True  # type: ignore[attr-defined]
 
 

@@ -77,6 +77,7 @@ def sample_outputs(out_dir: Path, model: GenerationMixin) -> dict[str, Any]:
     chat_prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": SAMPLE_CHAT_QUESTION}], tokenize=False, add_generation_prompt=True
     )
+    assert isinstance(chat_prompt, str)  # tokenize=False: the rendered text
     return {
         "completion": {
             "prompt": SAMPLE_COMPLETION_PROMPT,

@@ -93,7 +93,9 @@ class TrainResult:
 def llama_config(tokenizer: Tokenizer) -> LlamaConfig:
     """~4M parameters: 8 MB in bfloat16, and fast enough to train on two CPU cores."""
     eos_token_ids = [special_id(tokenizer, ENDOFTEXT), special_id(tokenizer, IM_END)]
-    return LlamaConfig(
+    # `rope_theta` and `attn_implementation`: taken by transformers 4.x and 5, though
+    # 5's typed keywords leave them out (5 moves rope_theta into `rope_parameters`).
+    return LlamaConfig(  # type: ignore[call-arg]
         vocab_size=tokenizer.get_vocab_size(),
         hidden_size=256,
         intermediate_size=688,
