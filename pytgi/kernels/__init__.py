@@ -57,6 +57,12 @@ def fused_layers_enabled() -> bool:
     return _switched_on("PYTGI_FUSED_LAYERS")
 
 
+def packed_weights_enabled() -> bool:
+    """Whether bf16 linear layers use oneDNN-prepacked weights (layers/linear.py);
+    off with PYTGI_PACKED_WEIGHTS=0, for A/B runs."""
+    return _switched_on("PYTGI_PACKED_WEIGHTS")
+
+
 def build_id() -> str:
     """Changes with the source, the flags and the CPU (the build is -march=native)."""
     digest = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES + HEADERS))

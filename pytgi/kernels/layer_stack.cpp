@@ -38,17 +38,43 @@ using pytgi::load;
 using pytgi::round_to;
 using pytgi::store;
 
-// One layer's parameters and KV cache, in the order Python passes them.
+// One layer's parameters and KV cache, in the order Python passes them. The
+// `*Packed` slots are oneDNN's prepacked copies of the four weights, or None
+// (layers/linear.py's `packed_weight`).
 enum Slot : size_t {
   kInputNorm, kQkv, kQkvBias, kO, kOBias, kPostNorm, kGateUp, kGateUpBias, kDown, kDownBias, kKeyCache,
-  kValueCache, kNumSlots
+  kValueCache, kQkvPacked, kOPacked, kGateUpPacked, kDownPacked, kNumSlots
+};
+
+// A weight as the linear layers take it: the plain [out, in] tensor (for the
+// small-batch kernel and torch's GEMM) and, where there is one, its prepacked copy.
+struct Weight {
+  at::Tensor plain;
+  c10::optional<at::Tensor> packed;
 };
 
 struct Layer {
-  at::Tensor input_norm, qkv, o, post_norm, gate_up, down, key_cache, value_cache;
+  at::Tensor input_norm;
+  Weight qkv, o;
+  at::Tensor post_norm;
+  Weight gate_up, down;
+  at::Tensor key_cache, value_cache;
   c10::optional<at::Tensor> qkv_bias, o_bias, gate_up_bias, down_bias;
   int64_t window;  // 0: full causal attention
 };
+
+// y = x W^T + b through oneDNN's prepacked weight: torch's F.linear on a bf16
+// weight reorders the weight into oneDNN's layout on every call, which at tens
+// of rows costs about as much as the product itself (docs/profile.md, seventh pass).
+at::Tensor packed_linear(const at::Tensor& x, const at::Tensor& packed, const c10::optional<at::Tensor>& bias) {
+  static const c10::OperatorHandle op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+  torch::jit::Stack stack{c10::IValue(x.contiguous()), c10::IValue(packed), c10::IValue(bias),
+                          c10::IValue(std::string("none")), c10::IValue(c10::List<c10::optional<at::Scalar>>()),
+                          c10::IValue(std::string(""))};
+  op.callBoxed(&stack);
+  return stack[0].toTensor();
+}
 
 // out = x rotated by (cos, sin) on its first 2 * half channels, the two halves
 // being the real and imaginary parts; later channels are copied. Each product,
@@ -119,10 +145,12 @@ class LayerStack {
                     " tensor ", static_cast<int64_t>(slot), " must be contiguous, on the CPU");
         return *t[slot];
       };
-      layers_.push_back(Layer{required(kInputNorm), required(kQkv), required(kO), required(kPostNorm),
-                              required(kGateUp), required(kDown), required(kKeyCache), required(kValueCache),
-                              t[kQkvBias], t[kOBias], t[kGateUpBias], t[kDownBias], windows[i]});
-      TORCH_CHECK(layers_.back().qkv.size(0) == (heads + 2 * kv_heads) * head_dim,
+      auto weight = [&](Slot plain, Slot packed) { return Weight{required(plain), t[packed]}; };
+      layers_.push_back(Layer{required(kInputNorm), weight(kQkv, kQkvPacked), weight(kO, kOPacked),
+                              required(kPostNorm), weight(kGateUp, kGateUpPacked), weight(kDown, kDownPacked),
+                              required(kKeyCache), required(kValueCache), t[kQkvBias], t[kOBias], t[kGateUpBias],
+                              t[kDownBias], windows[i]});
+      TORCH_CHECK(layers_.back().qkv.plain.size(0) == (heads + 2 * kv_heads) * head_dim,
                   "LayerStack: the fused QKV weight does not match the heads");
     }
   }
@@ -165,9 +193,10 @@ class LayerStack {
   }
 
  private:
-  at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) const {
-    if (x.size(0) <= small_batch_rows_) return small_batch_linear(x, weight, bias);
-    return at::linear(x, weight, bias);
+  at::Tensor linear(const at::Tensor& x, const Weight& weight, const c10::optional<at::Tensor>& bias) const {
+    if (x.size(0) <= small_batch_rows_) return small_batch_linear(x, weight.plain, bias);
+    if (weight.packed.has_value()) return packed_linear(x, *weight.packed, bias);
+    return at::linear(x, weight.plain, bias);
   }
 
   // One step's layout, shared by every layer (see forward).

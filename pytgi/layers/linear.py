@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytgi.kernels import cpu_kernels
+from pytgi.kernels import cpu_kernels, packed_weights_enabled
 
 # Up to this many rows, by dtype, a CPU linear layer is a weight-streaming
 # matrix-vector product where pytgi's kernel beats torch: bf16 weights stream
@@ -26,6 +26,24 @@ SMALL_BATCH_ROWS: dict[torch.dtype, int] = {torch.bfloat16: 2, torch.float32: 1}
 def small_batch_rows(dtype: torch.dtype) -> int:
     """Rows up to which `linear` takes the small-batch kernel in `dtype` (0: never)."""
     return SMALL_BATCH_ROWS.get(dtype, 0)
+
+
+# The rows oneDNN lays a prepacked weight out for; the copy serves any number of
+# rows (docs/profile.md, seventh pass).
+PACKED_ROWS_HINT = 32
+
+
+def packed_weight(weight: torch.Tensor) -> torch.Tensor | None:
+    """oneDNN's prepacked copy of a bf16 CPU weight [out, in], or None where the
+    plain weight is used as is. torch's F.linear reorders a bf16 weight into
+    oneDNN's layout on every call: at 8-128 rows that costs as much as the
+    product (1.3-2x a step's matrix products, weights cold in cache). The packed
+    product is bitwise F.linear's in bf16; float32 goes to MKL, so it keeps F.linear."""
+    if weight.device.type != "cpu" or weight.dtype != torch.bfloat16 or not packed_weights_enabled():
+        return None
+    if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return None
+    return torch.ops.mkldnn._reorder_linear_weight(weight, PACKED_ROWS_HINT)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,6 +14,8 @@ layers that are not exactly models/llama.py's, take the module path.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +23,17 @@ import torch
 
 from pytgi.kernels import cpu_kernels, fused_layers_enabled
 from pytgi.layers.attention import AttentionMetadata, LayerKVCache
-from pytgi.layers.linear import small_batch_rows
+from pytgi.layers.linear import packed_weight, small_batch_rows
 
 if TYPE_CHECKING:
     from pytgi.models.llama import LlamaDecoderLayer
 
+logger = logging.getLogger(__name__)
+
 FUSED_DTYPES = (torch.float32, torch.bfloat16)
+# Prepacked bf16 weights (layers/linear.py) hold a second copy of the linear
+# weights: made only while that copy takes at most this share of free memory.
+PACKED_MEMORY_SHARE = 0.25
 NO_CHUNKS = torch.empty(0, 3, dtype=torch.int64)
 
 
@@ -75,7 +82,8 @@ class FusedLayers:
         kernels = cpu_kernels()
         assert kernels is not None  # applies() said so
         first = self._layers[0].self_attn
-        tensors = [layer_tensors(layer, cache) for layer, cache in zip(self._layers, kv_caches, strict=True)]
+        pack = packed_copies_fit(self._layers)
+        tensors = [layer_tensors(layer, cache, pack) for layer, cache in zip(self._layers, kv_caches, strict=True)]
         windows = [layer.self_attn.attn.sliding_window or 0 for layer in self._layers]
         return kernels.LayerStack(
             tensors,
@@ -101,9 +109,28 @@ def prefill_layout(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor]
     return chunks, meta.block_tables[list(ids)]
 
 
-def layer_tensors(layer: LlamaDecoderLayer, cache: LayerKVCache) -> list[torch.Tensor | None]:
-    """One layer's tensors in the order layer_stack.cpp's `Slot` lists them."""
+def linear_weights(layer: LlamaDecoderLayer) -> tuple[torch.Tensor, ...]:
     attn, mlp = layer.self_attn, layer.mlp
+    return (attn.qkv_proj.weight, attn.o_proj.weight, mlp.gate_up_proj.weight, mlp.down_proj.weight)
+
+
+def packed_copies_fit(layers: Sequence[LlamaDecoderLayer]) -> bool:
+    """Whether prepacked copies of the linear weights (as much memory again)
+    stay within `PACKED_MEMORY_SHARE` of the memory free now."""
+    needed = sum(w.numel() * w.element_size() for layer in layers for w in linear_weights(layer))
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if needed <= PACKED_MEMORY_SHARE * free:
+        return True
+    logger.info("linear weights not prepacked: %d MB would exceed %.0f%% of the %d MB free",
+                needed >> 20, 100 * PACKED_MEMORY_SHARE, free >> 20)
+    return False
+
+
+def layer_tensors(layer: LlamaDecoderLayer, cache: LayerKVCache, pack: bool = False) -> list[torch.Tensor | None]:
+    """One layer's tensors in the order layer_stack.cpp's `Slot` lists them;
+    with `pack`, the prepacked copies of its linear weights where they apply."""
+    attn, mlp = layer.self_attn, layer.mlp
+    packed = [packed_weight(w) if pack else None for w in linear_weights(layer)]
     return [
         layer.input_layernorm.weight,
         attn.qkv_proj.weight,
@@ -117,4 +144,5 @@ def layer_tensors(layer: LlamaDecoderLayer, cache: LayerKVCache) -> list[torch.T
         mlp.down_proj.bias,
         cache.key,
         cache.value,
+        *packed,
     ]

@@ -152,7 +152,7 @@ def test_layer_stack_refuses_inputs_it_cannot_take() -> None:
     module = kernels.cpu_kernels()
     with pytest.raises(RuntimeError, match="one window per layer"):
         module.LayerStack([], [0], 4, 2, 16, 16, 1e-6, 0.25, 1)
-    with pytest.raises(RuntimeError, match="12 tensors"):
+    with pytest.raises(RuntimeError, match="16 tensors"):
         module.LayerStack([[torch.zeros(4)]], [0], 4, 2, 16, 16, 1e-6, 0.25, 1)
     with pytest.raises(RuntimeError, match="rotary_dim"):
         module.LayerStack([], [], 4, 2, 16, 15, 1e-6, 0.25, 1)
@@ -170,3 +170,29 @@ def test_bfloat16_prefill_chunks_over_cached_keys_keep_the_roundings(
     assert tokens == ref_tokens
     for got, expected in zip(logits, ref_logits, strict=True):
         torch.testing.assert_close(got, expected, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no oneDNN bf16 on this CPU")
+def test_prepacked_bfloat16_weights_change_no_bit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    save_tiny_model("llama", tmp_path, attention_bias=True, mlp_bias=True)
+    built: list[bool] = []
+    original = fused_layers.packed_copies_fit
+    monkeypatch.setattr(fused_layers, "packed_copies_fit", lambda layers: built.append(original(layers)) or built[-1])
+    monkeypatch.setenv("PYTGI_PACKED_WEIGHTS", "1")
+    tokens, logits, fused_steps = generate(tmp_path, "bfloat16", 3, True, monkeypatch, chunk_size=4)
+    monkeypatch.setenv("PYTGI_PACKED_WEIGHTS", "0")
+    ref_tokens, ref_logits, _ = generate(tmp_path, "bfloat16", 3, True, monkeypatch, chunk_size=4)
+    assert built[0] and fused_steps == 16
+    assert tokens == ref_tokens
+    for got, expected in zip(logits, ref_logits, strict=True):
+        assert torch.equal(got, expected)
+
+
+def test_prepacked_copies_are_skipped_when_memory_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    layer = llama.LlamaDecoderLayer  # only the weights' sizes are read
+    monkeypatch.setattr(fused_layers, "PACKED_MEMORY_SHARE", 0.0)
+    weights = (torch.zeros(4, 4, dtype=torch.bfloat16),) * 4
+    monkeypatch.setattr(fused_layers, "linear_weights", lambda _layer: weights)
+    assert not fused_layers.packed_copies_fit([layer])  # type: ignore[list-item]
+    monkeypatch.setattr(fused_layers, "PACKED_MEMORY_SHARE", 0.25)
+    assert fused_layers.packed_copies_fit([layer])  # type: ignore[list-item]
