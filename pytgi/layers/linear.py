@@ -8,6 +8,7 @@ the parts; the loader copies checkpoint shard `i` into rows
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -31,6 +32,15 @@ def small_batch_rows(dtype: torch.dtype) -> int:
 # The rows oneDNN lays a prepacked weight out for; the copy serves any number of
 # rows (docs/profile.md, seventh pass).
 PACKED_ROWS_HINT = 32
+# A prepacked copy is as much memory again as its weight: copies are made only
+# while they take at most this share of the memory free when they are made.
+PACKED_MEMORY_SHARE = 0.25
+
+
+def packing_fits(nbytes: int) -> bool:
+    """Whether prepacked copies of `nbytes` of weights stay within `PACKED_MEMORY_SHARE` of free memory."""
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return nbytes <= PACKED_MEMORY_SHARE * free
 
 
 def packed_weight(weight: torch.Tensor) -> torch.Tensor | None:
@@ -46,9 +56,11 @@ def packed_weight(weight: torch.Tensor) -> torch.Tensor | None:
     return torch.ops.mkldnn._reorder_linear_weight(weight, PACKED_ROWS_HINT)
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, packed: torch.Tensor | None = None
+) -> torch.Tensor:
     """F.linear for x [rows, in] and weight [out, in], through the small-batch
-    CPU kernel where it applies."""
+    CPU kernel where it applies, else through `packed` (`packed_weight(weight)`) if given."""
     if (
         x.device.type == "cpu"
         and x.dim() == 2
@@ -59,6 +71,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         kernels = cpu_kernels()
         if kernels is not None:
             return kernels.small_batch_linear(x, weight, bias)
+    if packed is not None:
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
 

@@ -15,7 +15,6 @@ layers that are not exactly models/llama.py's, take the module path.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,7 @@ import torch
 
 from pytgi.kernels import cpu_kernels, fused_layers_enabled
 from pytgi.layers.attention import AttentionMetadata, LayerKVCache
-from pytgi.layers.linear import packed_weight, small_batch_rows
+from pytgi.layers.linear import packed_weight, packing_fits, small_batch_rows
 
 if TYPE_CHECKING:
     from pytgi.models.llama import LlamaDecoderLayer
@@ -31,9 +30,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FUSED_DTYPES = (torch.float32, torch.bfloat16)
-# Prepacked bf16 weights (layers/linear.py) hold a second copy of the linear
-# weights: made only while that copy takes at most this share of free memory.
-PACKED_MEMORY_SHARE = 0.25
 NO_CHUNKS = torch.empty(0, 3, dtype=torch.int64)
 
 
@@ -115,14 +111,11 @@ def linear_weights(layer: LlamaDecoderLayer) -> tuple[torch.Tensor, ...]:
 
 
 def packed_copies_fit(layers: Sequence[LlamaDecoderLayer]) -> bool:
-    """Whether prepacked copies of the linear weights (as much memory again)
-    stay within `PACKED_MEMORY_SHARE` of the memory free now."""
+    """Whether prepacked copies of the linear weights (as much memory again) fit."""
     needed = sum(w.numel() * w.element_size() for layer in layers for w in linear_weights(layer))
-    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    if needed <= PACKED_MEMORY_SHARE * free:
+    if packing_fits(needed):
         return True
-    logger.info("linear weights not prepacked: %d MB would exceed %.0f%% of the %d MB free",
-                needed >> 20, 100 * PACKED_MEMORY_SHARE, free >> 20)
+    logger.info("linear weights not prepacked: %d MB would take too much of the free memory", needed >> 20)
     return False
 
 

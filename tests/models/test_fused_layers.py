@@ -14,6 +14,7 @@ from executor_helpers import BLOCK_SIZE, COMMON, LogitsRecorder, TinyDriver, sav
 
 from pytgi import kernels
 from pytgi.executor.model_runner import ModelRunner, create_model_runner
+from pytgi.layers import linear as linear_module
 from pytgi.models import fused_layers, llama
 
 pytestmark = pytest.mark.skipif(kernels.cpu_kernels() is None, reason="the CPU kernels could not be built")
@@ -190,9 +191,9 @@ def test_prepacked_bfloat16_weights_change_no_bit(tmp_path: Path, monkeypatch: p
 
 def test_prepacked_copies_are_skipped_when_memory_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
     layer = llama.LlamaDecoderLayer  # only the weights' sizes are read
-    monkeypatch.setattr(fused_layers, "PACKED_MEMORY_SHARE", 0.0)
+    monkeypatch.setattr(linear_module, "PACKED_MEMORY_SHARE", 0.0)
     weights = (torch.zeros(4, 4, dtype=torch.bfloat16),) * 4
     monkeypatch.setattr(fused_layers, "linear_weights", lambda _layer: weights)
     assert not fused_layers.packed_copies_fit([layer])  # type: ignore[list-item]
-    monkeypatch.setattr(fused_layers, "PACKED_MEMORY_SHARE", 0.25)
+    monkeypatch.setattr(linear_module, "PACKED_MEMORY_SHARE", 0.25)
     assert fused_layers.packed_copies_fit([layer])  # type: ignore[list-item]
