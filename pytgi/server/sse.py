@@ -127,10 +127,13 @@ class SseResponse(Response):
         self.init_headers({**SSE_HEADERS, **(headers or {})})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sender = asyncio.ensure_future(self._send_events(send, send_timeout_s(scope)))
+        gone = asyncio.Event()
+        sender = asyncio.ensure_future(self._send_events(send, send_timeout_s(scope), gone))
         watcher = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
             await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if watcher.done():
+                gone.set()
         finally:
             for task in (watcher, sender):
                 task.cancel()
@@ -144,17 +147,24 @@ class SseResponse(Response):
         elif failure is not None and not isinstance(failure, OSError):
             raise failure
 
-    async def _send_events(self, send: Send, timeout_s: float) -> None:
+    async def _send_events(self, send: Send, timeout_s: float, gone: asyncio.Event) -> None:
         # uvicorn's `send` waits while the socket buffer is full: a client that
         # stops reading would hold its request (permit, queued tokens) forever.
         # After `timeout_s` without progress the stream ends and the request is aborted.
-        async def send_or_give_up(message: Message) -> None:
+        # The cancel that follows a disconnect is lost when it lands just as a send
+        # completes (wait_for then returns the send's result), and uvicorn's `send`
+        # to a gone client returns quietly: so each send also looks at `gone`.
+        async def send_while_connected(message: Message) -> bool:
             await asyncio.wait_for(send(message), timeout_s)
+            return not gone.is_set()
 
-        await send_or_give_up({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        start = {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        if not await send_while_connected(start):
+            return
         async for chunk in self.events:
-            await send_or_give_up({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send_or_give_up({"type": "http.response.body", "body": b"", "more_body": False})
+            if not await send_while_connected({"type": "http.response.body", "body": chunk, "more_body": True}):
+                return
+        await send_while_connected({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def send_timeout_s(scope: Scope) -> float:
