@@ -91,7 +91,8 @@ class SchedulerConfig:
         metadata=flag(
             "Prompt tokens one step may prefill while other requests decode (chunks the rest): "
             "bounds the inter-token latency new arrivals cause. Default: on a CPU, 2 per decoding "
-            "request and at least 64; on a GPU, the whole budget."
+            "request and at least 64, and an eighth more to finish a prompt rather than leave a few "
+            "of its tokens for another step; on a GPU, the whole budget. A set value is exact."
         ),
     )
     speculate: int | None = field(default=None, metadata=flag("Not supported yet: any value is refused."))

@@ -39,20 +39,47 @@ class RequestUpdate:
 @dataclass(frozen=True, slots=True)
 class ProportionalCap:
     """Prompt tokens a step may take while requests decode: `per_decoding_request`
-    for each of them, and never fewer than `floor`.
+    for each of them, and never fewer than `floor`; and `tail_share` of that
+    more, once a step, to finish a prompt whose rest only just exceeds it.
 
     On a CPU a step's cost grows with its rows: at 32 decoding requests of
-    SmolLM2-135M in bf16 a step takes ~71 ms and each prompt token adds ~0.45 ms
-    (docs/profile.md, fifth pass). Two prompt tokens per decoding request keep a step
-    within ~1.5x of a pure decode step at any batch, and the floor keeps a
-    lone decoder from starving a newcomer's prompt.
+    SmolLM2-135M in bf16 a decode step takes ~50 ms and a step with 64 prompt
+    tokens beside them ~100 ms (docs/profile.md, eighth pass). The floor keeps a
+    lone decoder from starving a newcomer's prompt. The tail allowance spares a
+    prompt of, say, 130 tokens a third step for its last 2 (its first token would
+    wait a whole step for them) at the price of a step an eighth longer.
     """
 
     per_decoding_request: int = 2
     floor: int = 64
+    tail_share: float = 0.125
 
     def tokens(self, num_decoding: int) -> int:
         return max(self.floor, self.per_decoding_request * num_decoding)
+
+    def allowance(self, num_decoding: int) -> PromptAllowance:
+        tokens = self.tokens(num_decoding)
+        return PromptAllowance(tokens, int(tokens * self.tail_share))
+
+
+@dataclass(slots=True)
+class PromptAllowance:
+    """The prompt tokens one step may still take: `tokens`, and up to `slack`
+    more to finish a prompt rather than leave a few of its tokens for later."""
+
+    tokens: int
+    slack: int = 0
+
+    def take(self, remaining: int, budget: int) -> int:
+        """How many of a prompt's `remaining` tokens to take now, within the
+        step's `budget` (which the slack never exceeds)."""
+        size = min(remaining, budget, self.tokens)
+        if size < remaining <= min(budget, self.tokens + self.slack):
+            self.slack -= remaining - self.tokens
+            self.tokens = 0
+            return remaining
+        self.tokens -= size
+        return size
 
 
 class Scheduler:
@@ -105,19 +132,17 @@ class Scheduler:
     # ---- one step --------------------------------------------------------------
     def schedule(self) -> SchedulerOutput:
         budget = self.step_budget
-        prefill_budget = self._prefill_budget()
+        prompts = self._prompt_allowance()
         chunks: list[ScheduledChunk] = []
         preempted = False
         index = 0
         while index < len(self.running) and budget > 0:
             request = self.running[index]
             remaining = request.num_tokens - request.num_computed_tokens
-            num_new = min(remaining, budget) if remaining == 1 else min(remaining, budget, prefill_budget)
+            num_new = 1 if remaining == 1 else prompts.take(remaining, budget)
             if num_new == 0:  # a prefill held back this step: the decoders go first
                 index += 1
                 continue
-            if remaining > 1:
-                prefill_budget -= num_new
             if self._allocate_or_preempt(request, num_new):
                 chunks.append(self._chunk(request, num_new))
                 budget -= num_new
@@ -126,7 +151,7 @@ class Scheduler:
                 preempted = True
                 break
         if not preempted:
-            self._admit_waiting(min(budget, prefill_budget), chunks)
+            self._admit_waiting(budget, prompts, chunks)
         if not chunks:
             # Keep the finished ids for the next step that reaches the executor.
             return SchedulerOutput((), (), ())
@@ -159,17 +184,19 @@ class Scheduler:
         return updates
 
     # ---- helpers ----------------------------------------------------------------
-    def _prefill_budget(self) -> int:
-        """Prompt tokens this step may take: capped while any running request decodes."""
+    def _prompt_allowance(self) -> PromptAllowance:
+        """Prompt tokens this step may take: capped while any running request decodes
+        (a set cap exactly; the default one with its tail allowance)."""
         num_decoding = sum(1 for r in self.running if r.num_tokens - r.num_computed_tokens == 1)
         cap = self.config.max_prefill_tokens_while_decoding
-        if cap is None and self.default_cap is not None:
-            cap = self.default_cap.tokens(num_decoding)
-        if num_decoding == 0 or cap is None:
-            return self.step_budget
-        return cap
+        if num_decoding == 0 or (cap is None and self.default_cap is None):
+            return PromptAllowance(self.step_budget)
+        if cap is not None:
+            return PromptAllowance(cap)
+        assert self.default_cap is not None
+        return self.default_cap.allowance(num_decoding)
 
-    def _admit_waiting(self, budget: int, chunks: list[ScheduledChunk]) -> int:
+    def _admit_waiting(self, budget: int, prompts: PromptAllowance, chunks: list[ScheduledChunk]) -> int:
         max_batch_size = self.config.max_batch_size
         while self.waiting and budget > 0:
             if max_batch_size is not None and len(self.running) >= max_batch_size:
@@ -178,7 +205,9 @@ class Scheduler:
             hit = NO_HIT
             if request.num_computed_tokens == 0 and not request.want_prompt_logprobs:
                 hit = self.kv_cache.find_prefix(request.request_id, request.all_token_ids())
-            num_new = min(request.num_tokens - hit.num_tokens, budget)
+            num_new = prompts.take(request.num_tokens - hit.num_tokens, budget)
+            if num_new == 0:
+                break
             if not self.kv_cache.allocate(request.request_id, hit.num_tokens + num_new, hit):
                 break  # strict FIFO: nothing overtakes the head of the queue
             self.waiting.popleft()

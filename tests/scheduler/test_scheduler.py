@@ -1,7 +1,7 @@
 from scheduler_helpers import make_request, make_scheduler, run_step
 
 from pytgi.protocol import FinishReason
-from pytgi.scheduler.scheduler import ProportionalCap
+from pytgi.scheduler.scheduler import PromptAllowance, ProportionalCap
 
 
 def test_admission_is_fifo_and_prefill_then_decode():
@@ -89,6 +89,41 @@ def test_a_set_cap_replaces_the_default_one():
     scheduler.add(make_request("a", 20, max_new_tokens=2, first_token=100))
     step, _ = run_step(scheduler)
     assert {c.request_id: len(c.token_ids) for c in step.chunks} == {"first": 1, "a": 7}
+
+
+def test_the_allowance_finishes_a_prompt_that_only_just_exceeds_it():
+    prompts = PromptAllowance(tokens=8, slack=2)
+    assert prompts.take(10, budget=64) == 10  # 8 + 2: the whole prompt
+    assert (prompts.tokens, prompts.slack) == (0, 0)
+    assert prompts.take(1, budget=64) == 0  # spent, slack too
+    prompts = PromptAllowance(tokens=8, slack=2)
+    assert prompts.take(11, budget=64) == 8  # 3 over: chunked as before
+    assert prompts.take(2, budget=64) == 2  # the slack finishes a short one
+    assert PromptAllowance(tokens=8, slack=2).take(10, budget=9) == 8  # never past the step's budget
+
+
+def test_the_default_cap_finishes_a_prompt_with_its_tail_allowance():
+    cap = ProportionalCap(per_decoding_request=2, floor=8, tail_share=0.25)  # 8 tokens, 2 of slack
+    scheduler = make_scheduler(budget=64, default_cap=cap)
+    scheduler.add(make_request("first", 5, max_new_tokens=20))
+    run_step(scheduler)
+    scheduler.add(make_request("a", 10, max_new_tokens=20, first_token=100))
+    scheduler.add(make_request("b", 11, max_new_tokens=20, first_token=200))
+    step, _ = run_step(scheduler)
+    assert {c.request_id: (len(c.token_ids), c.sample) for c in step.chunks} == {"first": (1, True), "a": (10, True)}
+    step, _ = run_step(scheduler)
+    assert {c.request_id: len(c.token_ids) for c in step.chunks} == {"first": 1, "a": 1, "b": 8}
+    step, _ = run_step(scheduler)
+    assert {c.request_id: len(c.token_ids) for c in step.chunks} == {"first": 1, "a": 1, "b": 3}
+
+
+def test_a_set_cap_has_no_tail_allowance():
+    scheduler = make_scheduler(budget=64, prefill_while_decoding=8, default_cap=ProportionalCap(2, 8, 0.25))
+    scheduler.add(make_request("first", 5, max_new_tokens=20))
+    run_step(scheduler)
+    scheduler.add(make_request("a", 9, max_new_tokens=2, first_token=100))
+    step, _ = run_step(scheduler)
+    assert {c.request_id: len(c.token_ids) for c in step.chunks} == {"first": 1, "a": 8}
 
 
 def test_finish_on_length_and_eos_frees_blocks():

@@ -1,7 +1,8 @@
 """Hypothesis: random sequences of add, abort and step (with fabricated model
 results, some EOS) never lose or double-count a KV block, never exceed the
-token budget, the batch size or the block capacity, admit strictly FIFO, and
-finish every request that was not aborted, each exactly once."""
+token budget, the batch size, the block capacity or (with a default cap) the
+prompt allowance while requests decode, admit strictly FIFO, and finish every
+request that was not aborted, each exactly once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from scheduler_helpers import EOS, make_request, make_scheduler
 
 from pytgi.protocol import FinishReason
 from pytgi.scheduler.request import RequestStatus
-from pytgi.scheduler.scheduler import Scheduler
+from pytgi.scheduler.scheduler import ProportionalCap, Scheduler
 from pytgi.step import SampledToken, SchedulerOutput, StepResult
 
 NUM_BLOCKS = 16
@@ -20,6 +21,7 @@ BLOCK_SIZE = 4
 BUDGET = 12
 MAX_BATCH_SIZE = 3
 MAX_DRAIN_STEPS = 5_000
+CAP = ProportionalCap(per_decoding_request=1, floor=4, tail_share=0.5)
 
 # ("add", prompt length, max_new_tokens, prefix family) | ("abort", index) | ("step", eos bits)
 add = st.tuples(st.just("add"), st.integers(1, 40), st.integers(1, 20), st.integers(1, 2))
@@ -43,8 +45,13 @@ class Run:
         return [rid for rid in self.added if rid not in self.aborted and rid not in self.finished]
 
     def step(self, eos_bits: int) -> None:
+        num_decoding = sum(1 for r in self.scheduler.running if r.num_tokens - r.num_computed_tokens == 1)
         output = self.scheduler.schedule()
         self.check_step(output)
+        if self.scheduler.default_cap is not None and num_decoding > 0:
+            allowance = self.scheduler.default_cap.allowance(num_decoding)
+            prompt_tokens = sum(len(c.token_ids) for c in output.chunks if len(c.token_ids) > 1)
+            assert prompt_tokens <= allowance.tokens + allowance.slack
         sampled = {}
         for i, chunk in enumerate(c for c in output.chunks if c.sample):
             token = EOS if eos_bits >> (i % MAX_BATCH_SIZE) & 1 else 7
@@ -87,9 +94,10 @@ class Run:
 
 
 @settings(max_examples=200, deadline=None)
-@given(operations, st.booleans())
-def test_any_sequence_keeps_blocks_budget_and_fifo(ops, prefix_caching: bool) -> None:
-    run = Run(make_scheduler(NUM_BLOCKS, BLOCK_SIZE, BUDGET, MAX_BATCH_SIZE, prefix_caching))
+@given(operations, st.booleans(), st.booleans())
+def test_any_sequence_keeps_blocks_budget_and_fifo(ops, prefix_caching: bool, capped: bool) -> None:
+    cap = CAP if capped else None
+    run = Run(make_scheduler(NUM_BLOCKS, BLOCK_SIZE, BUDGET, MAX_BATCH_SIZE, prefix_caching, default_cap=cap))
     for op in ops:
         if op[0] == "add":
             _, num_prompt, max_new_tokens, family = op
