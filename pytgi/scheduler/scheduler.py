@@ -189,12 +189,11 @@ class Scheduler:
         (a set cap exactly; the default one with its tail allowance)."""
         num_decoding = sum(1 for r in self.running if r.num_tokens - r.num_computed_tokens == 1)
         cap = self.config.max_prefill_tokens_while_decoding
-        if num_decoding == 0 or (cap is None and self.default_cap is None):
-            return PromptAllowance(self.step_budget)
-        if cap is not None:
+        if num_decoding > 0 and cap is not None:
             return PromptAllowance(cap)
-        assert self.default_cap is not None
-        return self.default_cap.allowance(num_decoding)
+        if num_decoding > 0 and self.default_cap is not None:
+            return self.default_cap.allowance(num_decoding)
+        return PromptAllowance(self.step_budget)
 
     def _admit_waiting(self, budget: int, prompts: PromptAllowance, chunks: list[ScheduledChunk]) -> int:
         max_batch_size = self.config.max_batch_size
