@@ -82,7 +82,8 @@ class SchedulerConfig:
         metadata=flag(
             "Token budget of one forward pass (prefill chunks + decodes). Default: 512 on a CPU, "
             "whose matrix products reach their full rate at a few hundred rows (a bigger step only "
-            "makes the first requests of a burst wait for the rest); 2048 on a GPU."
+            "makes the first requests of a burst wait for the rest), which a step with nothing "
+            "decoding may pass by an eighth to finish a prompt; 2048 on a GPU. A set value is exact."
         ),
     )
     max_batch_size: int | None = field(default=None, metadata=flag("Most requests in one batch."))
@@ -117,6 +118,16 @@ def resolve_step_budget(config: SchedulerConfig, device_type: str) -> int:
     if config.max_batch_prefill_tokens is not None:
         return config.max_batch_prefill_tokens
     return CPU_STEP_BUDGET if device_type == "cpu" else GPU_STEP_BUDGET
+
+
+def resolve_budget_tail(config: SchedulerConfig, device_type: str) -> int:
+    """Tokens a step with no decoding request may go past its budget to finish a prompt
+    rather than leave its last few for another step: an eighth of the CPU default
+    (a prompt's first token would wait a whole step for them); none for a budget
+    that was set, or on a GPU, whose activations are sized by the budget."""
+    if config.max_batch_prefill_tokens is not None or device_type != "cpu":
+        return 0
+    return CPU_STEP_BUDGET // 8
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ how long its forward took. Prints the inter-token latency (p50 / p90 / p99 and
 p99 / p50), the first-token time of the requests that arrive while others
 decode, and the forward time of decode-only steps against steps that carry
 prompt tokens. With no HTTP in the way, it tells the engine's own unevenness
-(the step mix, the machine's noise) from the server's. Findings are kept in
-docs/profile.md.
+(the step mix, the machine's noise) from the server's. `--warm-pass` instead
+times the first tokens of the `prefix` scenario's warm pass, the burst whose
+step budget decides who waits. Findings are kept in docs/profile.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import random
+import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -119,6 +121,29 @@ def closed_loop(built: BuiltEngine, make_request: Callable[[int], GenerationRequ
     return Trace(timed.steps, gaps, refills, num_tokens, time.monotonic() - start_s)
 
 
+def warm_pass_first_tokens(built: BuiltEngine, prefixes: list[list[int]], suffixes: list[list[int]],
+                           max_new_tokens: int) -> list[float]:
+    """The prefix scenario's warm pass: one request per prefix (already cached)
+    with its suffix, all added at once; each one's first-token time, sorted."""
+    engine = built.engine
+    added_s: dict[str, float] = {}
+    first_s: dict[str, float] = {}
+    for prefix, suffix in zip(prefixes, suffixes, strict=True):
+        request = GenerationRequest(
+            request_id=uuid.uuid4().hex,
+            prompt_token_ids=tuple(prefix + suffix),
+            stopping=StoppingParams(max_new_tokens=max_new_tokens, ignore_eos=True),
+        )
+        engine.add(built.input_processor.process(request))
+        added_s[request.request_id] = time.monotonic()
+    while engine.has_work():
+        outputs = engine.step().outputs
+        now = time.monotonic()
+        for output in outputs:
+            first_s.setdefault(output.request_id, now - added_s[output.request_id])
+    return sorted(first_s.values())
+
+
 @dataclass(frozen=True)
 class TraceReport:
     itl_s: Summary
@@ -174,15 +199,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-dir", help="a model folder (default: the random SmolLM2-135M-shaped one)")
     parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--max-batch-prefill-tokens", type=int, default=None)
+    parser.add_argument("--warm-pass", action="store_true",
+                        help="instead: the prefix scenario's warm pass (8 cached 512-token prefixes + "
+                             "127-130 new tokens each, all at once), first-token times, 3 rounds")
     args = parser.parse_args(argv)
     spec = SMOLLM2_135M
     model_dir = args.model_dir or str(ensure_model(spec, default_cache_dir()))
     built = build_engine(EngineConfig(
         model=ModelConfig(model_id=model_dir, dtype=args.dtype),
         cache=CacheConfig(max_batch_total_tokens=args.max_batch_total_tokens),
-        scheduler=SchedulerConfig(max_prefill_tokens_while_decoding=args.max_prefill_tokens_while_decoding),
+        scheduler=SchedulerConfig(
+            max_batch_prefill_tokens=args.max_batch_prefill_tokens,
+            max_prefill_tokens_while_decoding=args.max_prefill_tokens_while_decoding,
+        ),
     ))
     rng = random.Random(args.seed)
+    if args.warm_pass:
+        return print_warm_passes(built, rng, spec.vocab_size)
 
     def make_request(index: int) -> GenerationRequest:
         prompt = random_prompt_ids(spread(rng, args.input_len, args.range_ratio), spec.vocab_size, args.seed + index)
@@ -198,6 +232,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump({"options": vars(args), "report": dataclasses.asdict(result)}, out, indent=2)
+    return 0
+
+
+def print_warm_passes(built: BuiltEngine, rng: random.Random, vocab_size: int) -> int:
+    prefixes = [random_prompt_ids(512, vocab_size, 1000 + group) for group in range(8)]
+
+    def suffixes(round_seed: int) -> list[list[int]]:
+        return [random_prompt_ids(rng.randint(127, 130), vocab_size, round_seed * 100 + g) for g in range(8)]
+
+    warm_pass_first_tokens(built, prefixes, suffixes(1), 16)  # the cold pass: caches the prefixes
+    for round_seed in (10, 11, 12):
+        times = warm_pass_first_tokens(built, prefixes, suffixes(round_seed), 16)
+        print(f"warm first tokens {' '.join(f'{t:.2f}' for t in times)} s: "
+              f"p50 {statistics.median(times):.3f}, mean {statistics.mean(times):.3f}")
     return 0
 
 

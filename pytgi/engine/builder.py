@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytgi import envs
-from pytgi.config import EngineConfig, ServingLimits, resolve_limits, resolve_step_budget
+from pytgi.config import EngineConfig, ServingLimits, resolve_budget_tail, resolve_limits, resolve_step_budget
 from pytgi.engine.client import ModelInfo
 from pytgi.engine.engine import Engine
 from pytgi.engine.input_processor import InputProcessor
@@ -116,6 +116,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
 
     device_type = resolve_device(config.model.device).type
     step_budget = resolve_step_budget(config.scheduler, device_type)
+    budget_tail = resolve_budget_tail(config.scheduler, device_type)
     scheduler_config = dataclasses.replace(config.scheduler, max_batch_prefill_tokens=step_budget)
     model_id, model_dir = resolve_model(config)
     config_path = config.model.tokenizer_config_path
@@ -127,7 +128,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         block_size=config.cache.block_size,
         max_batch_total_tokens=config.cache.max_batch_total_tokens,
         kv_cache_memory_fraction=config.cache.kv_cache_memory_fraction,
-        max_num_batched_tokens=step_budget,
+        max_num_batched_tokens=step_budget + budget_tail,
         watermark_gamma=config.sampling.watermark_gamma,
         watermark_delta=config.sampling.watermark_delta,
         show_progress=wants_progress_bar(config),
@@ -142,7 +143,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     if not limits.disable_grammar_support:
         grammars = build_grammar_cache(model_dir, tokenizer, runner.vocab_size, eos_ids)
     engine = Engine(
-        Scheduler(scheduler_config, kv_cache, default_prefill_cap(device_type)),
+        Scheduler(scheduler_config, kv_cache, default_prefill_cap(device_type), budget_tail),
         runner,
         OutputProcessor(tokenizer),
         eos_ids,

@@ -1,7 +1,8 @@
 """One token-budget scheduler for prefill chunks, prefix hits and decodes.
 
 Each step has a budget of `max_batch_prefill_tokens` tokens (resolved for the
-device by `config.resolve_step_budget`). Running requests
+device by `config.resolve_step_budget`; a CPU's default one may stretch by
+`config.resolve_budget_tail` to finish a prompt while nothing decodes). Running requests
 come first (a decode costs one token, an unfinished prefill takes its next
 chunk), then waiting requests in strict FIFO order while budget, batch size and
 KV blocks last. While any request decodes, the prompt tokens of one step are
@@ -84,12 +85,17 @@ class PromptAllowance:
 
 class Scheduler:
     def __init__(
-        self, config: SchedulerConfig, kv_cache: KVCacheManager, default_cap: ProportionalCap | None = None
+        self,
+        config: SchedulerConfig,
+        kv_cache: KVCacheManager,
+        default_cap: ProportionalCap | None = None,
+        budget_tail: int = 0,
     ) -> None:
         if config.max_batch_prefill_tokens is None:
             raise ValueError("the step budget is resolved for the device first (config.resolve_step_budget)")
         self.config = config
         self.step_budget: int = config.max_batch_prefill_tokens
+        self.budget_tail = budget_tail  # config.resolve_budget_tail: past the budget, with no decoders
         self.kv_cache = kv_cache
         self.default_cap = default_cap
         self.waiting: deque[Request] = deque()
@@ -131,8 +137,9 @@ class Scheduler:
 
     # ---- one step --------------------------------------------------------------
     def schedule(self) -> SchedulerOutput:
-        budget = self.step_budget
-        prompts = self._prompt_allowance()
+        num_decoding = sum(1 for r in self.running if r.num_tokens - r.num_computed_tokens == 1)
+        prompts = self._prompt_allowance(num_decoding)
+        budget = self.step_budget + (0 if num_decoding else self.budget_tail)
         chunks: list[ScheduledChunk] = []
         preempted = False
         index = 0
@@ -184,16 +191,16 @@ class Scheduler:
         return updates
 
     # ---- helpers ----------------------------------------------------------------
-    def _prompt_allowance(self) -> PromptAllowance:
+    def _prompt_allowance(self, num_decoding: int) -> PromptAllowance:
         """Prompt tokens this step may take: capped while any running request decodes
-        (a set cap exactly; the default one with its tail allowance)."""
-        num_decoding = sum(1 for r in self.running if r.num_tokens - r.num_computed_tokens == 1)
+        (a set cap exactly; the default one with its tail allowance), else the step
+        budget with its tail."""
         cap = self.config.max_prefill_tokens_while_decoding
         if num_decoding > 0 and cap is not None:
             return PromptAllowance(cap)
         if num_decoding > 0 and self.default_cap is not None:
             return self.default_cap.allowance(num_decoding)
-        return PromptAllowance(self.step_budget)
+        return PromptAllowance(self.step_budget, self.budget_tail)
 
     def _admit_waiting(self, budget: int, prompts: PromptAllowance, chunks: list[ScheduledChunk]) -> int:
         max_batch_size = self.config.max_batch_size

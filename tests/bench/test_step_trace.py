@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from pytgi.bench.step_trace import closed_loop, format_report, report
+from pytgi.bench.step_trace import closed_loop, format_report, report, warm_pass_first_tokens
 from pytgi.config import CacheConfig, EngineConfig, ModelConfig
 from pytgi.engine.builder import build_engine
 from pytgi.protocol import GenerationRequest, StoppingParams
@@ -44,3 +44,12 @@ def test_a_closed_loop_accounts_for_every_token_and_step() -> None:
     assert result.refill_ttft_s is not None and result.refill_ttft_s.num_values == 3
     text = format_report(result)
     assert "p99/p50" in text and "TTFT, later arrivals" in text
+
+
+def test_a_warm_pass_times_each_requests_first_token() -> None:
+    built = build_engine(EngineConfig(model=ModelConfig(device="cpu", dtype="float32")))
+    prefixes = [[30 + g * 40 + i for i in range(32)] for g in range(3)]
+    warm_pass_first_tokens(built, prefixes, [[5, 6, 7]] * 3, max_new_tokens=2)  # caches the prefixes
+    times = warm_pass_first_tokens(built, prefixes, [[8, 9], [10, 11, 12], [13]], max_new_tokens=2)
+    assert len(times) == 3 and times == sorted(times) and times[0] > 0
+    assert not built.engine.has_work()

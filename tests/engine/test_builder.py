@@ -1,6 +1,12 @@
 import pytest
 
-from pytgi.config import CPU_STEP_BUDGET, GPU_STEP_BUDGET, SchedulerConfig, resolve_step_budget
+from pytgi.config import (
+    CPU_STEP_BUDGET,
+    GPU_STEP_BUDGET,
+    SchedulerConfig,
+    resolve_budget_tail,
+    resolve_step_budget,
+)
 from pytgi.engine.builder import default_prefill_cap
 from pytgi.kv_cache.manager import KVCacheManager
 from pytgi.scheduler.scheduler import ProportionalCap, Scheduler
@@ -20,3 +26,9 @@ def test_the_step_budget_defaults_by_device_and_a_given_one_wins():
 def test_a_scheduler_needs_a_resolved_step_budget():
     with pytest.raises(ValueError, match="resolve_step_budget"):
         Scheduler(SchedulerConfig(), KVCacheManager(8, 4, True))
+
+
+def test_only_a_cpus_default_budget_has_a_tail():
+    assert resolve_budget_tail(SchedulerConfig(), "cpu") == CPU_STEP_BUDGET // 8 == 64
+    assert resolve_budget_tail(SchedulerConfig(max_batch_prefill_tokens=512), "cpu") == 0  # a set budget is exact
+    assert resolve_budget_tail(SchedulerConfig(), "cuda") == 0

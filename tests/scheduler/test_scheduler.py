@@ -117,6 +117,23 @@ def test_the_default_cap_finishes_a_prompt_with_its_tail_allowance():
     assert {c.request_id: len(c.token_ids) for c in step.chunks} == {"first": 1, "a": 1, "b": 3}
 
 
+def test_the_budget_tail_finishes_a_prompt_while_nothing_decodes():
+    scheduler = make_scheduler(budget=10, budget_tail=2)
+    scheduler.add(make_request("a", 6, max_new_tokens=3))
+    scheduler.add(make_request("b", 6, max_new_tokens=3, first_token=100))
+    scheduler.add(make_request("c", 3, max_new_tokens=3, first_token=200))
+    step, _ = run_step(scheduler)
+    # 6 + 6 = 12: "b" finished on the tail; nothing left for "c".
+    assert {c.request_id: (len(c.token_ids), c.sample) for c in step.chunks} == {"a": (6, True), "b": (6, True)}
+    step, _ = run_step(scheduler)  # now "a" and "b" decode: the budget is exact again
+    assert {c.request_id: len(c.token_ids) for c in step.chunks} == {"a": 1, "b": 1, "c": 3}
+    scheduler = make_scheduler(budget=10, budget_tail=2)
+    scheduler.add(make_request("a", 6, max_new_tokens=3))
+    scheduler.add(make_request("b", 7, max_new_tokens=3, first_token=100))
+    step, _ = run_step(scheduler)
+    assert {c.request_id: len(c.token_ids) for c in step.chunks} == {"a": 6, "b": 4}  # 3 over: chunked
+
+
 def test_a_set_cap_has_no_tail_allowance():
     scheduler = make_scheduler(budget=64, prefill_while_decoding=8, default_cap=ProportionalCap(2, 8, 0.25))
     scheduler.add(make_request("first", 5, max_new_tokens=20))

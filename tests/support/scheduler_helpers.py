@@ -15,7 +15,7 @@ EOS = 0
 def make_scheduler(
     num_blocks: int = 64, block_size: int = 4, budget: int = 32, max_batch_size: int | None = None,
     prefix_caching: bool = True, prefill_while_decoding: int | None = None,
-    default_cap: ProportionalCap | None = None,
+    default_cap: ProportionalCap | None = None, budget_tail: int = 0,
 ) -> Scheduler:
     kv = KVCacheManager(num_blocks, block_size, prefix_caching)
     config = SchedulerConfig(
@@ -23,7 +23,7 @@ def make_scheduler(
         max_batch_size=max_batch_size,
         max_prefill_tokens_while_decoding=prefill_while_decoding,
     )
-    return Scheduler(config, kv, default_cap)
+    return Scheduler(config, kv, default_cap, budget_tail)
 
 
 def make_request(request_id: str, num_prompt: int, max_new_tokens: int = 4, first_token: int = 1) -> Request:
