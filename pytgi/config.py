@@ -111,6 +111,10 @@ class SchedulerConfig:
 # seventh pass: bf16 GEMMs of SmolLM2-135M reach 97% of their 2,048-row rate at 512 rows).
 CPU_STEP_BUDGET = 512
 GPU_STEP_BUDGET = 2048
+# How far a default limit on a step's prompt tokens (the CPU step budget, the
+# while-decoding cap) may stretch to finish a prompt rather than leave its last
+# few tokens for another step (docs/profile.md, eighth pass).
+PROMPT_TAIL_SHARE = 0.125
 
 
 def resolve_step_budget(config: SchedulerConfig, device_type: str) -> int:
@@ -122,12 +126,12 @@ def resolve_step_budget(config: SchedulerConfig, device_type: str) -> int:
 
 def resolve_budget_tail(config: SchedulerConfig, device_type: str) -> int:
     """Tokens a step with no decoding request may go past its budget to finish a prompt
-    rather than leave its last few for another step: an eighth of the CPU default
-    (a prompt's first token would wait a whole step for them); none for a budget
-    that was set, or on a GPU, whose activations are sized by the budget."""
+    (`PROMPT_TAIL_SHARE` of the CPU default: a prompt's first token would otherwise
+    wait a whole step for its last few); none for a budget that was set, or on a
+    GPU, whose activations are sized by the budget."""
     if config.max_batch_prefill_tokens is not None or device_type != "cpu":
         return 0
-    return CPU_STEP_BUDGET // 8
+    return int(CPU_STEP_BUDGET * PROMPT_TAIL_SHARE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from pytgi.config import SchedulerConfig
+from pytgi.config import PROMPT_TAIL_SHARE, SchedulerConfig
 from pytgi.kv_cache.manager import NO_HIT, KVCacheManager
 from pytgi.protocol import FinishReason
 from pytgi.scheduler.request import Request, RequestStatus
@@ -53,7 +53,7 @@ class ProportionalCap:
 
     per_decoding_request: int = 2
     floor: int = 64
-    tail_share: float = 0.125
+    tail_share: float = PROMPT_TAIL_SHARE
 
     def tokens(self, num_decoding: int) -> int:
         return max(self.floor, self.per_decoding_request * num_decoding)
