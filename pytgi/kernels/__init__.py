@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 SOURCES = tuple(
     Path(__file__).with_name(name)
-    for name in ("paged_decode.cpp", "small_batch_linear.cpp", "row_ops.cpp", "layer_stack.cpp")
+    for name in ("paged_decode.cpp", "small_batch_linear.cpp", "row_ops.cpp", "layer_stack.cpp", "prefill_attention.cpp")
 )
 HEADERS = (Path(__file__).with_name("bf16.h"),)
 # -march=native: the kernel is built on the machine that runs it. The fast-math
@@ -61,6 +61,13 @@ def packed_weights_enabled() -> bool:
     """Whether bf16 linear layers use oneDNN-prepacked weights (layers/linear.py);
     off with PYTGI_PACKED_WEIGHTS=0, for A/B runs."""
     return _switched_on("PYTGI_PACKED_WEIGHTS")
+
+
+def prefill_kernel_enabled() -> bool:
+    """Whether bf16 prompt chunks take pytgi's prefill attention kernel
+    (prefill_attention.cpp) rather than torch's SDPA; off with
+    PYTGI_PREFILL_KERNEL=0, for A/B runs."""
+    return _switched_on("PYTGI_PREFILL_KERNEL")
 
 
 def build_id() -> str:

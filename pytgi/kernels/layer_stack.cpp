@@ -8,8 +8,8 @@
 // the weights (docs/profile.md). Here a layer is a handful of direct calls: the
 // one-pass RMSNorm, the small-batch linear kernel (torch's GEMM above its rows),
 // RoPE fused with the KV write, the paged decode kernel for the decode rows,
-// torch's SDPA for each prefill chunk (as the module path calls it), the
-// one-pass SiLU-and-multiply.
+// for each prefill chunk the bf16 prefill kernel (prefill_attention.cpp) or
+// torch's SDPA as the module path calls it, the one-pass SiLU-and-multiply.
 //
 // The layer is the one models/llama.py runs: pre-norm blocks, grouped-query
 // attention with NeoX-style RoPE on the first rotary_dim channels of each head,
@@ -31,6 +31,9 @@ at::Tensor silu_and_mul(const at::Tensor& gate_up);
 at::Tensor paged_decode_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
                                   const at::Tensor& block_tables, const at::Tensor& context_lens, double scale,
                                   int64_t window, double softcap);
+bool prefill_attention_available();
+at::Tensor prefill_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
+                             const at::Tensor& table, int64_t start, double scale);
 
 namespace {
 
@@ -127,11 +130,14 @@ class LayerStack {
   // layers: per layer, the tensors in `Slot` order (biases may be None).
   // small_batch_rows: up to how many rows the linear layers take pytgi's
   // small-batch kernel (0: always torch's), the rule of layers/linear.py.
+  // prefill_kernel: whether bf16 prompt chunks of layers without a window may
+  // take prefill_attention.cpp (where this build and the head size allow it).
   LayerStack(const std::vector<std::vector<c10::optional<at::Tensor>>>& layers, const std::vector<int64_t>& windows,
               int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t rotary_dim, double eps, double scale,
-              int64_t small_batch_rows)
+              int64_t small_batch_rows, bool prefill_kernel)
       : heads_(heads), kv_heads_(kv_heads), dim_(head_dim), half_(rotary_dim / 2), eps_(eps), scale_(scale),
-        small_batch_rows_(small_batch_rows) {
+        small_batch_rows_(small_batch_rows),
+        prefill_kernel_(prefill_kernel && prefill_attention_available() && (head_dim == 64 || head_dim == 128)) {
     TORCH_CHECK(layers.size() == windows.size(), "LayerStack: one window per layer");
     TORCH_CHECK(rotary_dim % 2 == 0 && rotary_dim <= head_dim, "LayerStack: rotary_dim must be even, <= head_dim");
     for (size_t i = 0; i < layers.size(); ++i) {
@@ -181,8 +187,10 @@ class LayerStack {
     TORCH_CHECK(chunks.scalar_type() == at::kLong && chunks.is_contiguous() && chunks.dim() == 2 &&
                     chunks.size(1) == 3 && chunk_tables.size(0) == chunks.size(0),
                 "LayerStack: chunks must be contiguous int64 [num_chunks, 3], one block table each");
+    const bool kernel = prefill_kernel_ && hidden.scalar_type() == at::kBFloat16;
     const Step step{cos, sin, slots, decode_rows, block_tables, context_lens, chunks, chunk_tables,
-                    num_decode == rows && chunks.size(0) == 0, causal_masks(chunks, hidden.options())};
+                    num_decode == rows && chunks.size(0) == 0, kernel,
+                    kernel ? std::vector<at::Tensor>(chunks.size(0)) : causal_masks(chunks, hidden.options())};
     for (const Layer& layer : layers_) {
       auto attention = attend(layer, rms_norm(hidden, layer.input_norm, eps_), step);
       hidden = hidden + linear(attention, layer.o, layer.o_bias);
@@ -203,6 +211,7 @@ class LayerStack {
   struct Step {
     const at::Tensor &cos, &sin, &slots, &decode_rows, &block_tables, &context_lens, &chunks, &chunk_tables;
     bool decode_only;  // every row a decode row, in order
+    bool prefill_kernel;  // chunks of layers without a window take prefill_attention (no causal masks then)
     std::vector<at::Tensor> causal_masks;  // per chunk (see causal_masks)
   };
 
@@ -247,7 +256,7 @@ class LayerStack {
     for (int64_t c = 0; c < step.chunks.size(0); ++c, chunk += 3) {
       out.narrow(0, chunk[0], chunk[1]).copy_(
           chunk_attention(layer, query.narrow(0, chunk[0], chunk[1]), chunk[2], step.chunk_tables[c],
-                          step.causal_masks[c]));
+                          step.causal_masks[c], step.prefill_kernel));
     }
     if (step.decode_rows.size(0) > 0) {
       out.index_copy_(0, step.decode_rows, decode_attention(layer, query.index_select(0, step.decode_rows), step));
@@ -261,12 +270,17 @@ class LayerStack {
   }
 
   // A prefill chunk's queries [len, heads, dim] at positions start .. start +
-  // len - 1, over its request's keys 0 .. start + len - 1 gathered from the
-  // cache (this step's included), with torch's SDPA as the module path calls
-  // it: the built-in causal mask when nothing is cached and there is no window,
-  // else the mask it would build (the step's `causal` one without a window).
+  // len - 1, over its request's keys 0 .. start + len - 1 (this step's
+  // included). Without a window, where `kernel` says so, the prefill kernel
+  // reads them in place. Otherwise they are gathered from the cache for torch's
+  // SDPA as the module path calls it: the built-in causal mask when nothing is
+  // cached and there is no window, else the mask it would build (the step's
+  // `causal` one without a window).
   at::Tensor chunk_attention(const Layer& layer, const at::Tensor& query, int64_t start, const at::Tensor& table,
-                             const at::Tensor& causal) const {
+                             const at::Tensor& causal, bool kernel) const {
+    if (kernel && layer.window == 0) {
+      return prefill_attention(query, layer.key_cache, layer.value_cache, table, start, scale_);
+    }
     const int64_t len = query.size(0), context = start + len, block_size = layer.key_cache.size(1);
     const auto blocks = table.narrow(0, 0, (context + block_size - 1) / block_size);
     auto gather = [&](const at::Tensor& cache) {
@@ -290,12 +304,13 @@ class LayerStack {
   int64_t heads_, kv_heads_, dim_, half_;
   double eps_, scale_;
   int64_t small_batch_rows_;
+  bool prefill_kernel_;
 };
 
 void register_layer_stack(pybind11::module& m) {
   // The GIL is released for the whole step: the server's threads keep running.
   pybind11::class_<LayerStack>(m, "LayerStack")
       .def(pybind11::init<const std::vector<std::vector<c10::optional<at::Tensor>>>&, const std::vector<int64_t>&,
-                          int64_t, int64_t, int64_t, int64_t, double, double, int64_t>())
+                          int64_t, int64_t, int64_t, int64_t, double, double, int64_t, bool>())
       .def("forward", &LayerStack::forward, pybind11::call_guard<pybind11::gil_scoped_release>());
 }

@@ -235,11 +235,16 @@ at::Tensor small_batch_linear(const at::Tensor& x, const at::Tensor& weight, con
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 at::Tensor silu_and_mul(const at::Tensor& gate_up);
 void register_layer_stack(pybind11::module& m);
+bool prefill_attention_available();
+at::Tensor prefill_attention(const at::Tensor& query, const at::Tensor& key_cache, const at::Tensor& value_cache,
+                             const at::Tensor& table, int64_t start, double scale);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("paged_decode_attention", &paged_decode_attention);
   m.def("small_batch_linear", &small_batch_linear);
   m.def("rms_norm", &rms_norm);
   m.def("silu_and_mul", &silu_and_mul);
+  m.def("prefill_attention_available", &prefill_attention_available);
+  m.def("prefill_attention", &prefill_attention);
   register_layer_stack(m);
 }

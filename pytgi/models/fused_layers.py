@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pytgi.kernels import cpu_kernels, fused_layers_enabled
+from pytgi.kernels import cpu_kernels, fused_layers_enabled, prefill_kernel_enabled
 from pytgi.layers.attention import AttentionMetadata, LayerKVCache
 from pytgi.layers.linear import packed_weight, packing_fits, small_batch_rows
 
@@ -91,6 +91,7 @@ class FusedLayers:
             self._layers[0].input_layernorm.eps,
             first.attn.scale,
             small_batch_rows(dtype),
+            prefill_kernel_enabled(),
         )
 
 

@@ -152,11 +152,11 @@ def test_other_dtypes_and_the_off_switch_take_the_module_path(monkeypatch: pytes
 def test_layer_stack_refuses_inputs_it_cannot_take() -> None:
     module = kernels.cpu_kernels()
     with pytest.raises(RuntimeError, match="one window per layer"):
-        module.LayerStack([], [0], 4, 2, 16, 16, 1e-6, 0.25, 1)
+        module.LayerStack([], [0], 4, 2, 16, 16, 1e-6, 0.25, 1, False)
     with pytest.raises(RuntimeError, match="16 tensors"):
-        module.LayerStack([[torch.zeros(4)]], [0], 4, 2, 16, 16, 1e-6, 0.25, 1)
+        module.LayerStack([[torch.zeros(4)]], [0], 4, 2, 16, 16, 1e-6, 0.25, 1, False)
     with pytest.raises(RuntimeError, match="rotary_dim"):
-        module.LayerStack([], [], 4, 2, 16, 15, 1e-6, 0.25, 1)
+        module.LayerStack([], [], 4, 2, 16, 15, 1e-6, 0.25, 1, False)
 
 
 def test_bfloat16_prefill_chunks_over_cached_keys_keep_the_roundings(
@@ -173,12 +173,39 @@ def test_bfloat16_prefill_chunks_over_cached_keys_keep_the_roundings(
         torch.testing.assert_close(got, expected, atol=2e-2, rtol=2e-2)
 
 
+@pytest.mark.skipif(
+    kernels.cpu_kernels() is None or not kernels.cpu_kernels().prefill_attention_available(),
+    reason="no AVX512-BF16 prefill kernel in this build",
+)
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_bfloat16_prefill_kernel_matches_sdpa_in_the_stack(
+    chunk_size: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Head size 64, so the kernel takes the chunks (fresh, and over cached keys
+    # with chunks of 4); PYTGI_PREFILL_KERNEL=0 gives torch's SDPA in the same
+    # stack. Two bf16 paths round differently, so each is held to float32's logits.
+    save_tiny_model("llama", tmp_path, hidden_size=128, head_dim=64)
+    _, exact, _ = generate(tmp_path, "float32", 3, True, monkeypatch, chunk_size)
+    monkeypatch.setenv("PYTGI_PREFILL_KERNEL", "1")
+    tokens, logits, fused_steps = generate(tmp_path, "bfloat16", 3, True, monkeypatch, chunk_size)
+    monkeypatch.setenv("PYTGI_PREFILL_KERNEL", "0")
+    ref_tokens, ref_logits, _ = generate(tmp_path, "bfloat16", 3, True, monkeypatch, chunk_size)
+    assert fused_steps == (16 if chunk_size else 12)
+    assert tokens == ref_tokens
+    for got, expected, truth in zip(logits, ref_logits, exact, strict=True):
+        error, sdpa_error = ((x.float() - truth).abs() for x in (got, expected))
+        assert error.max() <= 1.5 * sdpa_error.max() + 1e-2
+        assert error.mean() <= 1.25 * sdpa_error.mean() + 1e-3
+
+
 @pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no oneDNN bf16 on this CPU")
 def test_prepacked_bfloat16_weights_change_no_bit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     save_tiny_model("llama", tmp_path, attention_bias=True, mlp_bias=True)
     built: list[bool] = []
     original = fused_layers.packed_copies_fit
-    monkeypatch.setattr(fused_layers, "packed_copies_fit", lambda layers: built.append(original(layers)) or built[-1])
+    monkeypatch.setattr(
+        fused_layers, "packed_copies_fit", lambda layers: built.append(original(layers)) or built[-1]
+    )
     monkeypatch.setenv("PYTGI_PACKED_WEIGHTS", "1")
     tokens, logits, fused_steps = generate(tmp_path, "bfloat16", 3, True, monkeypatch, chunk_size=4)
     monkeypatch.setenv("PYTGI_PACKED_WEIGHTS", "0")
