@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytgi.bench.endpoints import unreachable_commands
 from pytgi.bench.traffic import API_NAMES
 
 SCENARIOS = ("decode", "mixed", "prefix")
@@ -126,6 +127,9 @@ def parse_bench_options(argv: Sequence[str]) -> BenchCliOptions:
         parser.error("give --url or --cmd, not both")
     if args.compare and not (args.compare_url or args.compare_cmd):
         parser.error("--compare needs a baseline: --compare-url URL or --compare-cmd COMMAND")
+    for command in unreachable_commands(args.cmd, args.compare_cmd or ()):
+        parser.error(f"server command {command!r} has no `{{port}}`: the bench picks a free port and waits "
+                     "for the server there (only a command starting with `pytgi serve` gets its port added)")
     if args.pairs < MIN_COMPARE_PAIRS:
         parser.error(f"--pairs must be at least {MIN_COMPARE_PAIRS}, got {args.pairs}")
     for name in ("input_len", "prefix_len", "prefix_groups", "warmup"):

@@ -208,6 +208,19 @@ def pid_holding(targets: set[str]) -> int | None:
     return None
 
 
+def is_baseline_name(name: str) -> bool:
+    """A `--compare-cmd` that names a baseline this tool starts itself."""
+    return name in TRANSFORMERS_MODES or name in ("llamacpp", "llama-server")
+
+
+def unreachable_commands(cmd: str | None, compare_cmds: Sequence[str]) -> list[str]:
+    """Server command lines the bench could not reach: neither `pytgi serve` (given
+    its port here) nor a baseline name, and without `{port}` for the free port it picks."""
+    commands = [cmd] if cmd else []
+    commands += [c for c in compare_cmds if not is_baseline_name(c.strip().partition(" ")[0])]
+    return [c for c in commands if shlex.split(c)[:2] != ["pytgi", "serve"] and "{port}" not in c]
+
+
 def endpoint_specs(url: str | None, cmd: str | None, compare_urls: Sequence[str],
                    compare_cmds: Sequence[str]) -> list[EndpointSpec]:
     """The target first (named A), then the baselines (B, C, ...) in flag order."""
@@ -215,7 +228,7 @@ def endpoint_specs(url: str | None, cmd: str | None, compare_urls: Sequence[str]
     baselines = [("url", u) for u in compare_urls]
     for command in compare_cmds:
         name, _, flags = command.strip().partition(" ")
-        baselines.append((name, baseline_flags(cmd, flags)) if name in TRANSFORMERS_MODES or name in ("llamacpp", "llama-server")
+        baselines.append((name, baseline_flags(cmd, flags)) if is_baseline_name(name)
                          else ("command", command))
     for index, (kind, target) in enumerate(baselines):
         specs.append(EndpointSpec(chr(ord("B") + index), kind, target))

@@ -89,6 +89,19 @@ def test_options_refuse_a_compare_without_baseline_and_too_few_pairs():
     assert parse_bench_options(["--compare-url", "http://x"]).comparing
 
 
+def test_options_refuse_a_server_command_the_bench_cannot_reach(capsys):
+    # Without `{port}` the server would listen where it likes while the bench
+    # waited for it on the port it picked, until the start-up timeout.
+    for argv in (["--cmd", "/venv/bin/pytgi serve --dtype bfloat16"],
+                 ["--compare-cmd", "env X=0 pytgi serve --dtype bfloat16"]):
+        with pytest.raises(SystemExit):
+            parse_bench_options(argv)
+        assert "has no `{port}`" in capsys.readouterr().err
+    options = parse_bench_options(["--cmd", "pytgi serve --dtype bfloat16", "--compare-cmd", "llamacpp",
+                                   "--compare-cmd", "env X=0 /venv/bin/pytgi serve --port {port}"])
+    assert len(options.compare_cmds) == 2
+
+
 def test_endpoints_target_first_then_baselines(tmp_path):
     specs = endpoint_specs("http://a:1", None, ["http://b:2"], ["pytgi serve --max-batch-size 4"])
     assert [(s.name, s.kind) for s in specs] == [("A", "url"), ("B", "url"), ("C", "command")]
