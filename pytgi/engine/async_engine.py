@@ -48,6 +48,14 @@ class _Abort:
 
 _Command = _Add | _Abort | None  # None wakes the thread to stop
 
+# An idle engine that receives a request while others that already arrived are
+# still being validated (tokenized, checked) waits up to this long for them, so a
+# burst's first step takes the burst: a step started without them made them wait
+# that whole step, 0.15-0.6 s on a CPU, for the ~10 ms their validation took
+# (docs/profile.md, sixth and ninth passes). Never while requests decode.
+BURST_GATHER_S = 0.02
+_GATHER_POLL_S = 0.002  # how often the wait re-checks; a failed validation adds nothing to the inbox
+
 
 class AsyncEngine:
     """`EngineClient` backed by a real `Engine` running on a worker thread."""
@@ -71,6 +79,8 @@ class AsyncEngine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._thread_error: BaseException | None = None
+        self._validating = 0  # requests between arrival and their add to the inbox
+        self._validating_lock = threading.Lock()
         # TGI's validation workers: tokenization and length checks, off the event loop.
         self._validation_pool = ThreadPoolExecutor(num_validation_workers, thread_name_prefix="pytgi-validation")
 
@@ -99,10 +109,14 @@ class AsyncEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[RequestOutput]:
         arrived_s = time.monotonic()
         loop = asyncio.get_running_loop()
-        processed = await loop.run_in_executor(self._validation_pool, self._input.process, request)
         sink: asyncio.Queue[RequestOutput | Exception] = asyncio.Queue()
         request_id = request.request_id
-        self._inbox.put(_Add(processed, arrived_s, sink, loop))
+        self._count_validating(1)
+        try:
+            processed = await loop.run_in_executor(self._validation_pool, self._input.process, request)
+            self._inbox.put(_Add(processed, arrived_s, sink, loop))
+        finally:
+            self._count_validating(-1)  # after the add: at zero every validated request is in the inbox
         finished = False
         try:
             while True:
@@ -198,9 +212,24 @@ class AsyncEngine:
             self._thread_error = error
             self._fail_all(error)
 
+    def _count_validating(self, change: int) -> None:
+        with self._validating_lock:
+            self._validating += change
+
+    def _gather_burst(self) -> list[_Command]:
+        """Commands that come in while requests are still being validated, for up
+        to BURST_GATHER_S (see there)."""
+        commands: list[_Command] = []
+        deadline = time.monotonic() + BURST_GATHER_S
+        while self._validating > 0 and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(queue.Empty):
+                commands.append(self._inbox.get(timeout=min(left, _GATHER_POLL_S)))
+        return commands
+
     def _drain_inbox(self, block: bool) -> None:
-        """Apply every pending add and abort; wait for one first when idle."""
-        commands: list[_Command] = [self._inbox.get()] if block else []
+        """Apply every pending add and abort; when idle, wait for one first, then
+        for the requests still being validated (a burst)."""
+        commands: list[_Command] = [self._inbox.get(), *self._gather_burst()] if block else []
         while True:
             try:
                 commands.append(self._inbox.get_nowait())

@@ -1,8 +1,10 @@
 import asyncio
+import time
 
 import pytest
 from engine_helpers import build, limits, request
 
+from pytgi.engine import async_engine
 from pytgi.engine.async_engine import AsyncEngine
 from pytgi.engine.client import ModelInfo
 from pytgi.errors import GenerationError, ValidationError
@@ -141,3 +143,47 @@ def test_tokenize_error_is_a_validation_error(tmp_path):
         asyncio.run(scenario())
     finally:
         client.shutdown()
+
+
+@pytest.mark.parametrize("gather_s", [1.0, 0.0])
+def test_an_idle_engine_waits_for_a_burst_still_in_validation(tmp_path, monkeypatch, gather_s):
+    # Two requests arrive together; the second's validation takes 0.2 s longer.
+    # With a gather window the first step takes both; without one it starts
+    # with the first alone (the arrival race of the prefix benchmark).
+    monkeypatch.setattr(async_engine, "BURST_GATHER_S", gather_s)
+    engine, inputs, tokenizer, _ = build(tmp_path, SCRIPT)
+
+    class SlowSecond:
+        def process(self, generation_request):
+            if generation_request.prompt == "second":
+                time.sleep(0.2)
+            return inputs.process(generation_request)
+
+    added, in_first_step = [], []
+    original_add, original_step = engine.add, engine.step
+
+    def add(processed, *rest):
+        added.append(processed.request.prompt)
+        original_add(processed, *rest)
+
+    def step():
+        if not in_first_step:
+            in_first_step.extend(added)
+        return original_step()
+
+    engine.add, engine.step = add, step
+    client = AsyncEngine(engine, SlowSecond(), tokenizer, ModelInfo("test", None, None, "float32", "cpu", 512), limits())
+    client.start()
+
+    async def consume(prompt):
+        return [o async for o in client.generate(request(prompt, max_new_tokens=3))][-1]
+
+    async def scenario():
+        return await asyncio.gather(consume("first"), consume("second"))
+
+    try:
+        outputs = asyncio.run(scenario())
+    finally:
+        client.shutdown()
+    assert [o.num_generated_tokens for o in outputs] == [3, 3]
+    assert in_first_step == (["first", "second"] if gather_s else ["first"])
