@@ -47,7 +47,8 @@ inline const uint16_t* cache_row(const uint16_t* cache, const int64_t* table, in
 }
 
 // Keys of positions block * 32 .. + 31 (zero past `context`) as [dim / 2][32]
-// pairs of channels: one 32-bit load per query pair then scores 16 keys a lane.
+// pairs of channels: a query's channel pair, broadcast, then meets 16 keys (one
+// per lane) in one instruction.
 void pack_keys(const uint16_t* cache, const int64_t* table, int64_t block_size, int64_t token_stride, int64_t h,
                int64_t dim, int64_t block, int64_t context, uint32_t* out) {
   const int64_t pairs = dim / 2;
