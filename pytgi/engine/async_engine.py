@@ -114,9 +114,12 @@ class AsyncEngine:
         self._count_validating(1)
         try:
             processed = await loop.run_in_executor(self._validation_pool, self._input.process, request)
+        except BaseException:
+            self._count_validating(-1)
+            raise
+        with self._validating_lock:  # together: an engine that reads zero finds every validated request's add
             self._inbox.put(_Add(processed, arrived_s, sink, loop))
-        finally:
-            self._count_validating(-1)  # after the add: at zero every validated request is in the inbox
+            self._validating -= 1
         finished = False
         try:
             while True:
@@ -216,12 +219,16 @@ class AsyncEngine:
         with self._validating_lock:
             self._validating += change
 
+    def _still_validating(self) -> bool:
+        with self._validating_lock:
+            return self._validating > 0
+
     def _gather_burst(self) -> list[_Command]:
         """Commands that come in while requests are still being validated, for up
         to BURST_GATHER_S (see there)."""
         commands: list[_Command] = []
         deadline = time.monotonic() + BURST_GATHER_S
-        while self._validating > 0 and (left := deadline - time.monotonic()) > 0:
+        while self._still_validating() and (left := deadline - time.monotonic()) > 0:
             with contextlib.suppress(queue.Empty):
                 commands.append(self._inbox.get(timeout=min(left, _GATHER_POLL_S)))
         return commands
