@@ -103,6 +103,15 @@ def test_a_growing_max_rescales_the_earlier_keys_sums() -> None:
     assert (got.double() - expected).abs().max() <= 1.25 * torch_error.max() + 1e-3
 
 
+@pytest.mark.parametrize(("heads", "kv_heads"), [(4, 4), (8, 1), (32, 8)])
+def test_any_grouping_of_query_heads(heads: int, kv_heads: int) -> None:
+    query, key_cache, value_cache, table = paged_case(70, 90, 128, heads=heads, kv_heads=kv_heads, seed=heads)
+    got = MODULE.prefill_attention(query, key_cache, value_cache, table, 70, 1 / math.sqrt(128))
+    expected = reference(query, key_cache, value_cache, table, 70)
+    torch_error = (sdpa(query, key_cache, value_cache, table, 70).double() - expected).abs()
+    assert (got.double() - expected).abs().max() <= 1.25 * torch_error.max() + 1e-3
+
+
 def test_refuses_what_it_does_not_take() -> None:
     query, key_cache, value_cache, table = paged_case(0, 8, 64)
     with pytest.raises(RuntimeError, match="bfloat16 only"):
