@@ -63,16 +63,27 @@ void pack_keys(const uint16_t* cache, const int64_t* table, int64_t block_size, 
   }
 }
 
+// permutex2var indices that interleave two rows of 32 channels: lane 2d takes
+// the first row's channel d, lane 2d + 1 the second's (`low` for channels 0-15,
+// `high` for 16-31).
+struct InterleaveIndex {
+  alignas(64) uint16_t low[32];
+  alignas(64) uint16_t high[32];
+};
+constexpr InterleaveIndex make_interleave_index() {
+  InterleaveIndex index{};
+  for (uint16_t d = 0; d < 16; ++d) {
+    index.low[2 * d] = d, index.low[2 * d + 1] = 32 + d;
+    index.high[2 * d] = 16 + d, index.high[2 * d + 1] = 48 + d;
+  }
+  return index;
+}
+constexpr InterleaveIndex kInterleave = make_interleave_index();
+
 // Values of the same positions as [16][dim] pairs of keys (2i, 2i + 1).
 void pack_values(const uint16_t* cache, const int64_t* table, int64_t block_size, int64_t token_stride, int64_t h,
                  int64_t dim, int64_t block, int64_t context, uint32_t* out) {
-  // permutex2var index: lane 2d takes the first row's channel d, lane 2d + 1 the second's.
-  alignas(64) uint16_t low[32], high[32];
-  for (int d = 0; d < 16; ++d) {
-    low[2 * d] = d, low[2 * d + 1] = 32 + d;
-    high[2 * d] = 16 + d, high[2 * d + 1] = 48 + d;
-  }
-  const __m512i index_low = _mm512_load_si512(low), index_high = _mm512_load_si512(high);
+  const __m512i index_low = _mm512_load_si512(kInterleave.low), index_high = _mm512_load_si512(kInterleave.high);
   for (int64_t i = 0; i < kKeys / 2; ++i, out += dim) {
     const int64_t p = block * kKeys + 2 * i;
     const uint16_t* first = p < context ? cache_row(cache, table, block_size, token_stride, h, dim, p) : nullptr;
@@ -184,16 +195,16 @@ void attend_chunk(const at::Tensor& query, const at::Tensor& key_cache, const at
   const int64_t block_size = key_cache.size(1), kv_heads = key_cache.size(2), group = heads / kv_heads;
   const int64_t token_stride = kv_heads * kDim, context = start + len;
   const int64_t key_blocks = (context + kKeys - 1) / kKeys;
-  const int64_t packed_block = kKeys * kDim;  // uint32 per packed block, keys or values
-  std::unique_ptr<uint32_t[]> keys(new uint32_t[kv_heads * key_blocks * packed_block / 2]);
-  std::unique_ptr<uint32_t[]> values(new uint32_t[kv_heads * key_blocks * packed_block / 2]);
+  const int64_t block_words = kKeys * kDim / 2;  // uint32 (bf16 pairs) per packed block, keys or values
+  std::unique_ptr<uint32_t[]> keys(new uint32_t[kv_heads * key_blocks * block_words]);
+  std::unique_ptr<uint32_t[]> values(new uint32_t[kv_heads * key_blocks * block_words]);
   const auto* kc = reinterpret_cast<const uint16_t*>(key_cache.data_ptr<at::BFloat16>());
   const auto* vc = reinterpret_cast<const uint16_t*>(value_cache.data_ptr<at::BFloat16>());
   const int64_t* tab = table.data_ptr<int64_t>();
   at::parallel_for(0, kv_heads * key_blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t h = item / key_blocks, b = item % key_blocks;
-      const int64_t at = (h * key_blocks + b) * packed_block / 2;
+      const int64_t at = (h * key_blocks + b) * block_words;
       pack_keys(kc, tab, block_size, token_stride, h, kDim, b, context, keys.get() + at);
       pack_values(vc, tab, block_size, token_stride, h, kDim, b, context, values.get() + at);
     }
@@ -224,21 +235,21 @@ void attend_chunk(const at::Tensor& query, const at::Tensor& key_cache, const at
       std::fill_n(sums, kQueries * kDim, 0.f);
       std::fill_n(weights, kQueries * kStep / 2, 0u);  // the output tiles' rows past `rows` stay zero
       const int64_t seen_by_last = start + first + rows;  // keys 0 .. this - 1
-      const uint32_t* head_keys = keys.get() + kv * key_blocks * packed_block / 2;
-      const uint32_t* head_values = values.get() + kv * key_blocks * packed_block / 2;
+      const uint32_t* head_keys = keys.get() + kv * key_blocks * block_words;
+      const uint32_t* head_values = values.get() + kv * key_blocks * block_words;
       for (int64_t step = 0; step < seen_by_last; step += kStep) {
         const int64_t blocks = (std::min(kStep, seen_by_last - step) + kKeys - 1) / kKeys, width = blocks * kKeys;
         for (int64_t r0 = 0; r0 < rows; r0 += kScoreRows)
           for (int64_t b = 0; b < blocks; ++b)
             score_tile<kDim>(queries + r0 * kDim / 2,
-                             head_keys + (step / kKeys + b) * packed_block / 2, scores + r0 * kStep + b * kKeys,
+                             head_keys + (step / kKeys + b) * block_words, scores + r0 * kStep + b * kKeys,
                              kStep);
         for (int64_t r = 0; r < rows; ++r) visible[r] = start + first + r + 1 - step;
         softmax_step<kDim>(scores, weights, rows, width, visible, fscale, run);
         for (int64_t r0 = 0; r0 < rows; r0 += kOutputRows)
           for (int64_t c = 0; c < kDim; c += 64)
             output_tile(weights + r0 * kStep / 2, kStep / 2,
-                        head_values + (step / kKeys) * packed_block / 2 + c, kDim, width / 2, sums + r0 * kDim + c,
+                        head_values + (step / kKeys) * block_words + c, kDim, width / 2, sums + r0 * kDim + c,
                         kDim);
       }
       for (int64_t r = 0; r < rows; ++r) {
